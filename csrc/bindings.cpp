@@ -58,6 +58,7 @@ PYBIND11_MODULE(_replay, m) {
       .def(py::init<int64_t, int64_t>(), py::arg("capacity"), py::arg("width"))
       .def_property_readonly("capacity", &RingBuffer::capacity)
       .def_property_readonly("width", &RingBuffer::width)
+      .def_property_readonly("stride", &RingBuffer::stride)
       .def_property_readonly("total_added", &RingBuffer::total_added)
       .def("__len__", &RingBuffer::size)
       .def(
@@ -92,9 +93,9 @@ PYBIND11_MODULE(_replay, m) {
           "storage",
           [](py::object self_obj) {
             RingBuffer& self = self_obj.cast<RingBuffer&>();
-            // A view of the slots in storage order that keeps the ring alive.
+            // A strided view of the filled slots in storage order that keeps the ring alive.
             return py::array_t<float>({self.size(), self.width()},
-                                      {self.width() * static_cast<int64_t>(sizeof(float)),
+                                      {self.stride() * static_cast<int64_t>(sizeof(float)),
                                        static_cast<int64_t>(sizeof(float))},
                                       self.data(), self_obj);
           },

@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "ring_buffer.h"
 
@@ -117,14 +118,23 @@ class MixedSampler {
     if (n_synthetic < batch_size_ && real_rows == 0) {
       throw std::runtime_error("cannot sample: the real buffer is empty");
     }
-    for (int64_t i = 0; i < batch_size_; ++i) {
-      float* row = out + i * out_width;
-      if (i < n_synthetic) {
-        synthetic_->read_row(static_cast<int64_t>(rng_.below(synthetic_rows)), row);
-      } else {
-        real_->read_row(static_cast<int64_t>(rng_.below(real_rows)), row);
+    // Draw every index first (synthetic rows, then real rows), then gather with prefetching.
+    slots_.resize(static_cast<std::size_t>(batch_size_));
+    for (int64_t i = 0; i < n_synthetic; ++i) {
+      slots_[i] = static_cast<int64_t>(rng_.below(static_cast<uint64_t>(synthetic_rows)));
+    }
+    for (int64_t i = n_synthetic; i < batch_size_; ++i) {
+      slots_[i] = static_cast<int64_t>(rng_.below(static_cast<uint64_t>(real_rows)));
+    }
+    if (n_synthetic > 0) synthetic_->gather(slots_.data(), n_synthetic, out, out_width);
+    if (n_synthetic < batch_size_) {
+      real_->gather(slots_.data() + n_synthetic, batch_size_ - n_synthetic,
+                    out + n_synthetic * out_width, out_width);
+    }
+    if (out_width > width) {
+      for (int64_t i = 0; i < batch_size_; ++i) {
+        std::fill(out + i * out_width + width, out + (i + 1) * out_width, 0.0f);
       }
-      for (int64_t k = width; k < out_width; ++k) row[k] = 0.0f;
     }
     return n_synthetic;
   }
@@ -139,6 +149,7 @@ class MixedSampler {
   const int64_t batch_size_;
   const int64_t synthetic_share_;
   Xoshiro256 rng_;
+  std::vector<int64_t> slots_;  // scratch: this batch's drawn slots
 };
 
 // First non-finite value in a row-major (n, width) block, as (row, column); (-1, -1) if none.

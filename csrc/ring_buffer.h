@@ -3,31 +3,38 @@
 // No pybind11 and no torch here: the Python binding (bindings.cpp) and the ThreadSanitizer stress
 // program (csrc/stress/stress_ring.cpp) both include this header unchanged.
 //
-// Memory-ordering argument
-// ------------------------
-// Every row slot has a 64-bit stamp. Row number g (0, 1, 2, ... in reservation order) lives in slot
-// g % capacity; while it is being written the slot's stamp is 2g+1 (odd), once written 2g+2 (even).
-// A slot's stamps only grow, so a stamp value is never seen twice (no ABA).
+// Storage
+// -------
+// One 64-byte-aligned allocation of `capacity` slots. A slot is a 64-bit stamp followed by the row's
+// floats, padded to whole cache lines (a 42-float HalfCheetah row: 8 + 168 bytes -> 192, 3 lines;
+// a random gather then touches 3 lines per row instead of ~4.6 with a separate stamp array).
+//
+// Memory-ordering argument (a seqlock per slot, after Boehm, "Can seqlocks get along with
+// programming language memory models?", MSPC 2012)
+// ------------------------------------------------------------------------------------------------
+// Row number g (0, 1, 2, ... in reservation order) lives in slot g % capacity. While it is being
+// written the slot's stamp is 2g+1 (odd), once written 2g+2 (even). A slot's stamps only grow, so a
+// value is never seen twice (no ABA).
 //
 // Writer of row g:
-//   1. CAS the stamp from an even value older than 2g+2 to 2g+1 (acquire): this serialises writers
-//      that meet in one slot (a writer lapping another) and orders us after the previous writer.
-//      If the stamp already says a newer row landed there, row g is stale and is skipped.
-//   2. Store every 32-bit word of the row with memory_order_release.
-//   3. Store the stamp 2g+2 with memory_order_release.
-//
-// Reader of a slot (a seqlock read):
-//   1. before = stamp.load(acquire); if odd, a writer is inside: spin and retry.
-//   2. Load every word with memory_order_acquire into private memory.
-//   3. after = stamp.load(relaxed) (it cannot move above the acquire loads of step 2).
-//   4. If after == before the copy is one whole row; otherwise retry.
-// Why a torn copy cannot pass: if any word in step 2 came from a later writer W, that word's release
-// store is sequenced after W's CAS in its step 1, so W's CAS happens-before our step 3 and, by
-// coherence, step 3 reads W's odd stamp or something later, which differs from `before`. If instead
-// every word is at least as old as the row stamped `before`: the acquire in step 1 synchronises with
-// that row's release in writer step 3, so no word can be older than it either. Data words are
-// atomics, so there is no data race in the C++ memory model (ThreadSanitizer checks this in
-// tests/test_replay_tsan.py). On x86 all of these compile to plain moves.
+//   W1. CAS the stamp from an even value older than 2g+2 to 2g+1 (acquire). This serialises writers
+//       that meet in one slot (one lapping another). If the stamp says a newer row already landed
+//       there, row g is stale and is skipped.
+//   W2. atomic_thread_fence(release).
+//   W3. Store the row's words with relaxed atomic stores.
+//   W4. Store the stamp 2g+2 (release).
+// Reader of a slot:
+//   R1. before = stamp.load(acquire); if odd, a writer is inside: spin and retry.
+//   R2. Load the row's words with relaxed atomic loads into private memory.
+//   R3. atomic_thread_fence(acquire).
+//   R4. after = stamp.load(relaxed); if after != before, retry.
+// Why a torn copy cannot pass R4: if some load in R2 read a word stored in W3 by a later writer W,
+// then W's release fence (W2) synchronises with our acquire fence (R3), so W's CAS (W1, sequenced
+// before W2) happens-before R4, which by coherence reads W's odd stamp or a later one: not `before`.
+// Conversely R1 synchronises with the W4 that wrote `before`, so no word older than that row can be
+// read. Every shared word is accessed atomically, so there is no data race in the C++ memory model
+// (tests/test_replay_tsan.py runs a stress program under ThreadSanitizer). On x86 all of these are
+// plain moves; words move as 64-bit loads and stores.
 //
 // Publication: writers reserve a range of row numbers with one fetch_add, write it, then advance
 // `published_` from the range start to its end, waiting for earlier ranges to be published first.
@@ -61,35 +68,21 @@ inline void cpu_relax(unsigned& spins) {
   }
 }
 
-inline uint32_t float_bits(float value) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, sizeof bits);
-  return bits;
-}
-
-inline float bits_float(uint32_t bits) {
-  float value;
-  std::memcpy(&value, &bits, sizeof value);
-  return value;
-}
-
 class RingBuffer {
  public:
-  RingBuffer(int64_t capacity, int64_t width) : capacity_(capacity), width_(width) {
+  RingBuffer(int64_t capacity, int64_t width)
+      : capacity_(capacity), width_(width), stride_words_(slot_words(width)) {
     if (capacity <= 0) throw std::invalid_argument("capacity must be positive");
     if (width <= 0) throw std::invalid_argument("row width must be positive");
-    const uint64_t words = static_cast<uint64_t>(capacity) * static_cast<uint64_t>(width);
-    if (words / static_cast<uint64_t>(width) != static_cast<uint64_t>(capacity) ||
-        words > std::numeric_limits<std::size_t>::max() / sizeof(uint32_t) - kRowAlignment) {
+    const uint64_t cap = static_cast<uint64_t>(capacity);
+    const uint64_t stride = static_cast<uint64_t>(stride_words_);
+    if (cap > std::numeric_limits<std::size_t>::max() / sizeof(uint32_t) / stride) {
       throw std::invalid_argument("capacity * width overflows the address space");
     }
-    std::size_t bytes = words * sizeof(uint32_t);
-    bytes = (bytes + kRowAlignment - 1) / kRowAlignment * kRowAlignment;
+    const std::size_t bytes = cap * stride * sizeof(uint32_t);  // a multiple of kRowAlignment
     words_ = static_cast<uint32_t*>(std::aligned_alloc(kRowAlignment, bytes));
     if (words_ == nullptr) throw std::bad_alloc();
-    std::memset(words_, 0, bytes);
-    stamps_.reset(new std::atomic<uint64_t>[static_cast<std::size_t>(capacity)]);
-    for (int64_t i = 0; i < capacity; ++i) stamps_[i].store(0, std::memory_order_relaxed);
+    std::memset(words_, 0, bytes);  // every stamp 0: empty
   }
 
   ~RingBuffer() { std::free(words_); }
@@ -98,6 +91,9 @@ class RingBuffer {
 
   int64_t capacity() const { return capacity_; }
   int64_t width() const { return width_; }
+  // Distance between consecutive rows, in floats; the row data starts kStampWords into the slot.
+  int64_t stride() const { return stride_words_; }
+  static constexpr int64_t kStampWords = 2;
 
   // Rows ever added and published (rows still being written are not counted yet).
   uint64_t total_added() const {
@@ -133,33 +129,58 @@ class RingBuffer {
     }
   }
 
-  // Copy one whole row of `slot` into `out` (seqlock read; see the argument above).
+  // Copy one whole row of `slot` into `out` (seqlock read R1-R4 above).
   void read_row(int64_t slot, float* out) const {
-    const std::atomic<uint64_t>& stamp = stamps_[slot];
-    const uint32_t* src = words_ + static_cast<uint64_t>(slot) * static_cast<uint64_t>(width_);
+    uint64_t* stamp = stamp_of(slot);
+    const uint64_t* pairs = reinterpret_cast<const uint64_t*>(stamp + 1);
+    const int64_t n_pairs = width_ / 2;
     unsigned spins = 0;
     for (;;) {
-      const uint64_t before = stamp.load(std::memory_order_acquire);
+      const uint64_t before = __atomic_load_n(stamp, __ATOMIC_ACQUIRE);
       if (before & 1u) {
         cpu_relax(spins);
         continue;
       }
-      for (int64_t k = 0; k < width_; ++k) {
-        out[k] = bits_float(__atomic_load_n(src + k, __ATOMIC_ACQUIRE));
+      for (int64_t k = 0; k < n_pairs; ++k) {
+        const uint64_t bits = __atomic_load_n(pairs + k, __ATOMIC_RELAXED);
+        std::memcpy(out + 2 * k, &bits, sizeof bits);
       }
-      if (stamp.load(std::memory_order_relaxed) == before) return;
+      if (width_ & 1) {
+        const uint32_t* last = reinterpret_cast<const uint32_t*>(pairs + n_pairs);
+        const uint32_t bits = __atomic_load_n(last, __ATOMIC_RELAXED);
+        std::memcpy(out + width_ - 1, &bits, sizeof bits);
+      }
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (__atomic_load_n(stamp, __ATOMIC_RELAXED) == before) return;
       cpu_relax(spins);
     }
   }
 
-  // Rows in the order they were added, oldest first (n <= size()); each row read whole.
+  // Start fetching a slot into cache: random gathers are memory-latency bound.
+  void prefetch(int64_t slot) const {
+    const char* base = reinterpret_cast<const char*>(stamp_of(slot));
+    const int64_t bytes = stride_words_ * static_cast<int64_t>(sizeof(uint32_t));
+    for (int64_t offset = 0; offset < bytes; offset += kRowAlignment) __builtin_prefetch(base + offset);
+  }
+
+  // Copy rows `slots[0..n)` into `out` (row stride `out_width` floats), prefetching ahead.
+  void gather(const int64_t* slots, int64_t n, float* out, int64_t out_width) const {
+    constexpr int64_t kAhead = 16;  // rows in flight; see bench/RESULTS.md
+    for (int64_t i = 0; i < std::min(n, kAhead); ++i) prefetch(slots[i]);
+    for (int64_t i = 0; i < n; ++i) {
+      if (i + kAhead < n) prefetch(slots[i + kAhead]);
+      read_row(slots[i], out + i * out_width);
+    }
+  }
+
+  // Rows in the order they were added, oldest first: the newest min(n, size()) of them.
   void export_rows(float* out, int64_t n) const {
     const uint64_t published = published_.load(std::memory_order_acquire);
     const uint64_t cap = static_cast<uint64_t>(capacity_);
     const uint64_t held = std::min<uint64_t>(published, cap);
     const uint64_t start = published > cap ? published % cap : 0;
     const uint64_t take = std::min<uint64_t>(held, static_cast<uint64_t>(n));
-    const uint64_t first = held - take;  // keep the newest `take` rows
+    const uint64_t first = held - take;
     for (uint64_t i = 0; i < take; ++i) {
       const uint64_t slot = (start + first + i) % cap;
       read_row(static_cast<int64_t>(slot), out + i * static_cast<uint64_t>(width_));
@@ -174,50 +195,74 @@ class RingBuffer {
     if (n < 0 || n > capacity_ || count > total_added) {
       throw std::invalid_argument("reset: need 0 <= rows <= capacity and rows <= total_added");
     }
-    std::memcpy(words_, rows, sizeof(float) * count * static_cast<uint64_t>(width_));
-    for (int64_t s = 0; s < capacity_; ++s) {
-      const uint64_t slot = static_cast<uint64_t>(s);
-      stamps_[s].store(slot < count ? 2 * slot + 2 : 0, std::memory_order_relaxed);
+    for (int64_t slot = 0; slot < capacity_; ++slot) {
+      uint64_t* stamp = stamp_of(slot);
+      const uint64_t g = static_cast<uint64_t>(slot);
+      if (g < count) {
+        std::memcpy(stamp + 1, rows + g * static_cast<uint64_t>(width_), sizeof(float) * width_);
+      }
+      __atomic_store_n(stamp, g < count ? 2 * g + 2 : 0, __ATOMIC_RELAXED);
     }
     added_before_reset_.store(total_added - count, std::memory_order_relaxed);
     reserved_.store(count, std::memory_order_relaxed);
     published_.store(count, std::memory_order_release);
   }
 
-  // Raw storage in slot order, for zero-copy views (not synchronised with writers).
-  float* data() { return reinterpret_cast<float*>(words_); }
+  // Raw storage (for zero-copy strided views; not synchronised with writers): slot s's row starts
+  // at data() + s * stride().
+  float* data() { return reinterpret_cast<float*>(words_ + kStampWords); }
 
  private:
+  static int64_t slot_words(int64_t width) {
+    const int64_t words_per_line = static_cast<int64_t>(kRowAlignment / sizeof(uint32_t));
+    return (std::max<int64_t>(width, 1) + kStampWords + words_per_line - 1) / words_per_line *
+           words_per_line;
+  }
+
+  uint64_t* stamp_of(int64_t slot) const {
+    return reinterpret_cast<uint64_t*>(words_ + static_cast<uint64_t>(slot) *
+                                                    static_cast<uint64_t>(stride_words_));
+  }
+
   void write_row(uint64_t g, const float* src) {
-    const uint64_t slot = g % static_cast<uint64_t>(capacity_);
-    std::atomic<uint64_t>& stamp = stamps_[slot];
+    const int64_t slot = static_cast<int64_t>(g % static_cast<uint64_t>(capacity_));
+    uint64_t* stamp = stamp_of(slot);
     const uint64_t writing = 2 * g + 1;
     const uint64_t written = 2 * g + 2;
-    uint64_t current = stamp.load(std::memory_order_acquire);
+    uint64_t current = __atomic_load_n(stamp, __ATOMIC_ACQUIRE);
     unsigned spins = 0;
-    for (;;) {
+    for (;;) {  // W1
       if (current & 1u) {  // another writer is inside this slot
         cpu_relax(spins);
-        current = stamp.load(std::memory_order_acquire);
+        current = __atomic_load_n(stamp, __ATOMIC_ACQUIRE);
         continue;
       }
       if (current > written) return;  // a newer row already landed here: ours is stale
-      if (stamp.compare_exchange_weak(current, writing, std::memory_order_acquire,
-                                      std::memory_order_acquire)) {
+      if (__atomic_compare_exchange_n(stamp, &current, writing, true, __ATOMIC_ACQUIRE,
+                                      __ATOMIC_ACQUIRE)) {
         break;
       }
     }
-    uint32_t* dst = words_ + slot * static_cast<uint64_t>(width_);
-    for (int64_t k = 0; k < width_; ++k) {
-      __atomic_store_n(dst + k, float_bits(src[k]), __ATOMIC_RELEASE);
+    std::atomic_thread_fence(std::memory_order_release);  // W2
+    uint64_t* pairs = stamp + 1;
+    const int64_t n_pairs = width_ / 2;
+    for (int64_t k = 0; k < n_pairs; ++k) {  // W3
+      uint64_t bits;
+      std::memcpy(&bits, src + 2 * k, sizeof bits);
+      __atomic_store_n(pairs + k, bits, __ATOMIC_RELAXED);
     }
-    stamp.store(written, std::memory_order_release);
+    if (width_ & 1) {
+      uint32_t bits;
+      std::memcpy(&bits, src + width_ - 1, sizeof bits);
+      __atomic_store_n(reinterpret_cast<uint32_t*>(pairs + n_pairs), bits, __ATOMIC_RELAXED);
+    }
+    __atomic_store_n(stamp, written, __ATOMIC_RELEASE);  // W4
   }
 
   const int64_t capacity_;
   const int64_t width_;
-  uint32_t* words_ = nullptr;  // floats stored as their bits so every access can be atomic
-  std::unique_ptr<std::atomic<uint64_t>[]> stamps_;
+  const int64_t stride_words_;
+  uint32_t* words_ = nullptr;
   alignas(64) std::atomic<uint64_t> reserved_{0};
   alignas(64) std::atomic<uint64_t> published_{0};
   std::atomic<uint64_t> added_before_reset_{0};  // rows counted in total_added but not in the ring
