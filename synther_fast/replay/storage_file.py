@@ -39,6 +39,11 @@ class ReplayFile:
     rows: np.ndarray  # (count, width) float32, oldest first
 
 
+def _raw(rows: np.ndarray) -> memoryview:
+    """The bytes of a C-contiguous array, also when it has no rows."""
+    return memoryview(rows.reshape(-1).view(np.uint8))
+
+
 def write_replay_file(
     path: str | os.PathLike[str], layout: TransitionLayout, capacity: int, total_added: int,
     rows: np.ndarray,
@@ -52,7 +57,7 @@ def write_replay_file(
             "count": int(rows.shape[0]),
             "total_added": int(total_added),
             "dtype": "<f4",
-            "rows_crc32": zlib.crc32(memoryview(rows).cast("B")),
+            "rows_crc32": zlib.crc32(_raw(rows)),
         },
         sort_keys=True,
     ).encode()
@@ -60,7 +65,7 @@ def write_replay_file(
         handle.write(_PREFIX.pack(MAGIC, VERSION, len(header)))
         handle.write(header)
         handle.write(_CRC.pack(zlib.crc32(header)))
-        handle.write(memoryview(rows).cast("B"))
+        handle.write(_raw(rows))
 
 
 def read_replay_file(path: str | os.PathLike[str]) -> ReplayFile:
@@ -107,7 +112,7 @@ def read_replay_file(path: str | os.PathLike[str]) -> ReplayFile:
             kind = "truncated" if size < expected else "has trailing bytes"
             raise ReplayFileError(f"{path}: {kind} ({size} bytes, expected {expected})")
         rows = np.empty((count, layout.width), dtype="<f4")
-        handle.readinto(memoryview(rows).cast("B"))
-    if zlib.crc32(memoryview(rows).cast("B")) != rows_crc:
+        handle.readinto(_raw(rows))
+    if zlib.crc32(_raw(rows)) != rows_crc:
         raise ReplayFileError(f"{path}: row data checksum mismatch (the file is corrupted)")
     return ReplayFile(layout, capacity, total_added, rows.astype(np.float32, copy=False))
