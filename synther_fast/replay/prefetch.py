@@ -50,7 +50,8 @@ class Prefetcher:
                 raise ValueError(f"prefetch device must be cpu or cuda, got {self._device}")
             if cuda:
                 self._stream = torch.cuda.Stream(device=self._device)
-        self._slots = [sampler.new_batch(torch=cuda, pin_memory=cuda) for _ in range(depth)]
+        as_torch = self._torch is not None
+        self._slots = [sampler.new_batch(torch=as_torch, pin_memory=cuda) for _ in range(depth)]
         self._slot_events: list[Any] = [None] * depth  # CUDA copy still reading the slot
         if self._torch is None:
             self.batch = sampler.new_batch()
