@@ -84,3 +84,35 @@ def test_cli_entry_point_runs() -> None:
     out = subprocess.run(["synther-fast", "info"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "synther_fast" in out.stdout and "_replay" in out.stdout
+
+
+def _run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd="/")
+
+
+def test_import_pulls_in_no_simulator_and_no_torch() -> None:
+    code = (
+        "import sys, synther_fast, synther_fast.kernels, synther_fast.replay\n"
+        "heavy = [m for m in ('gymnasium', 'dm_control', 'mujoco', 'torch', 'triton') if m in sys.modules]\n"
+        "print(heavy)"
+    )
+    out = _run_python(code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_missing_extension_says_how_to_rebuild() -> None:
+    code = (
+        "import importlib.abc, sys\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'synther_fast._replay':\n"
+        "            raise ImportError('simulated missing extension')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import synther_fast\n"
+    )
+    out = _run_python(code)
+    assert out.returncode != 0
+    assert "synther_fast._replay could not be imported" in out.stderr
+    assert "simulated missing extension" in out.stderr and "pip install" in out.stderr
