@@ -11,7 +11,32 @@ from synther_fast.replay import (  # noqa: E402
     TransitionLayout,
 )
 
+from synther_fast.config import (  # noqa: E402
+    SynthERConfig,
+    paper_offline,
+    paper_online,
+    quick,
+)
+
+_LAZY = {"SynthER": "synther_fast.diffusion", "ModelFileError": "synther_fast.diffusion"}
+
+
+def __getattr__(name: str):
+    # The diffusion core needs torch; import it on first use so the replay imports without it.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'synther_fast' has no attribute {name!r}")
+
+
 __all__ = [
+    "ModelFileError",
+    "SynthER",
+    "SynthERConfig",
+    "paper_offline",
+    "paper_online",
+    "quick",
     "Batch",
     "MixedSampler",
     "Prefetcher",

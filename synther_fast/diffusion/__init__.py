@@ -1,0 +1,12 @@
+"""The SynthER diffusion core in plain PyTorch: the reference path every fused kernel matches."""
+
+from synther_fast.diffusion.denoiser import ResidualMLPDenoiser
+from synther_fast.diffusion.edm import heun_sample, heun_schedule, sigma_steps
+from synther_fast.diffusion.normalizer import Normalizer
+from synther_fast.diffusion.synther import ModelFileError, SynthER
+from synther_fast.diffusion.trainer import DiffusionTrainer, ema_decay
+
+__all__ = [
+    "DiffusionTrainer", "ModelFileError", "Normalizer", "ResidualMLPDenoiser", "SynthER",
+    "ema_decay", "heun_sample", "heun_schedule", "sigma_steps",
+]

@@ -1,0 +1,75 @@
+"""Residual-MLP denoiser of SynthER (Lu et al. 2023), the network F inside EDM's D(x, sigma)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from synther_fast.config import DenoiserConfig
+
+
+class RandomFourierTimeEmbedding(nn.Module):
+    """[c, sin(2 pi w c), cos(2 pi w c)] for k frozen frequencies w ~ N(0, 1): 2k + 1 features."""
+
+    def __init__(self, n_frequencies: int) -> None:
+        super().__init__()
+        # A buffer, not a parameter: frozen, but saved in the state_dict so a loaded model matches.
+        self.register_buffer("frequencies", torch.randn(n_frequencies))
+
+    @property
+    def out_features(self) -> int:
+        return 2 * self.frequencies.numel() + 1
+
+    def forward(self, c_noise: torch.Tensor) -> torch.Tensor:
+        c = c_noise.reshape(-1, 1)
+        phase = 2 * math.pi * c * self.frequencies.reshape(1, -1)
+        return torch.cat([c, phase.sin(), phase.cos()], dim=-1)
+
+
+class ResidualBlock(nn.Module):
+    """x + Linear(relu(x)), with an optional LayerNorm before the relu."""
+
+    def __init__(self, width: int, layer_norm: bool) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width) if layer_norm else nn.Identity()
+        self.linear = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.linear(torch.relu(self.norm(x)))
+
+
+class ResidualMLPDenoiser(nn.Module):
+    """F(x_in, c_noise): proj(x_in) + time_mlp(c_noise) -> Linear(dim_t, width) -> residual blocks
+    -> relu -> Linear(width, d_in)."""
+
+    def __init__(self, config: DenoiserConfig, d_in: int) -> None:
+        super().__init__()
+        for name in ("width", "depth", "dim_t", "fourier_features"):
+            value = getattr(config, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"DenoiserConfig.{name} must be a positive int, got {value!r}")
+        if d_in <= 0:
+            raise ValueError(f"d_in must be positive, got {d_in}")
+        self.config = config
+        self.d_in = d_in
+        self.proj = nn.Linear(d_in, config.dim_t)
+        self.time_embedding = RandomFourierTimeEmbedding(config.fourier_features)
+        self.time_mlp = nn.Sequential(
+            nn.Linear(self.time_embedding.out_features, config.dim_t),
+            nn.SiLU(),
+            nn.Linear(config.dim_t, config.dim_t),
+        )
+        self.input_layer = nn.Linear(config.dim_t, config.width)
+        self.blocks = nn.ModuleList(
+            ResidualBlock(config.width, config.layer_norm) for _ in range(config.depth)
+        )
+        self.output_layer = nn.Linear(config.width, d_in)
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+        h = self.proj(x) + self.time_mlp(self.time_embedding(c_noise))
+        h = self.input_layer(h)
+        for block in self.blocks:
+            h = block(h)
+        return self.output_layer(torch.relu(h))

@@ -1,0 +1,311 @@
+"""SynthER: fit a diffusion model to transition rows, generate new rows, save and load it."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from synther_fast.config import SynthERConfig, paper_offline, resolve_batch_size
+from synther_fast.diffusion.denoiser import ResidualMLPDenoiser
+from synther_fast.diffusion.edm import denoise, heun_sample, heun_schedule
+from synther_fast.diffusion.normalizer import Normalizer
+from synther_fast.diffusion.trainer import DiffusionTrainer
+from synther_fast.io import atomic_write
+from synther_fast.replay.layout import TransitionLayout
+
+MODEL_FORMAT = "synther_fast.SynthER"
+MODEL_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A model or checkpoint file that cannot be used: wrong format, corrupted or mismatched."""
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def validate_rows(rows: Any, layout: TransitionLayout) -> np.ndarray:
+    """Training rows as float32 (n, width); errors name empty data, bad shapes and NaN/inf cells."""
+    from synther_fast.replay.buffer import ReplayBuffer
+
+    if isinstance(rows, ReplayBuffer):
+        if rows.layout != layout:
+            raise ValueError(f"buffer layout {rows.layout} differs from the model's {layout}")
+        rows = rows.to_numpy()
+    elif isinstance(rows, torch.Tensor):
+        rows = rows.detach().cpu().numpy()
+    data = np.asarray(rows)
+    if data.dtype.kind not in "fiu":
+        raise TypeError(f"rows must hold real numbers, got dtype {data.dtype}")
+    if data.ndim != 2 or data.shape[1] != layout.width:
+        raise ValueError(f"rows must have shape (n, {layout.width}) for {layout}, got {data.shape}")
+    if data.shape[0] == 0:
+        raise ValueError("cannot fit a diffusion model to an empty dataset (0 rows)")
+    data = np.ascontiguousarray(data, dtype=np.float32)
+    bad = ~np.isfinite(data)
+    if bad.any():
+        bad_rows = np.flatnonzero(bad.any(axis=1))
+        cols = sorted({layout.column_name(int(c)) for c in np.flatnonzero(bad.any(axis=0))})
+        raise ValueError(
+            f"rows contain NaN/inf: {len(bad_rows)} rows (first: {bad_rows[:10].tolist()}) in "
+            f"columns {cols}; clean the data before fitting"
+        )
+    return data
+
+
+def fingerprint(data: np.ndarray) -> dict[str, int]:
+    return {"rows": int(data.shape[0]), "crc32": zlib.crc32(memoryview(data.reshape(-1).view(np.uint8)))}
+
+
+class SynthER:
+    """Diffusion model of transition rows in a TransitionLayout (Lu et al. 2023).
+
+    ``fit`` trains a fresh model (the online loop refits from scratch, as the paper);
+    ``generate`` samples with the EMA weights and the stochastic Heun sampler.
+    """
+
+    def __init__(self, layout: TransitionLayout, config: SynthERConfig | None = None,
+                 device: str | torch.device | None = None) -> None:
+        if not isinstance(layout, TransitionLayout):
+            raise TypeError(f"layout must be a TransitionLayout, got {type(layout).__name__}")
+        self.layout = layout
+        self.config = paper_offline() if config is None else config
+        self.device = torch.device(device) if device is not None else default_device()
+        self.network: ResidualMLPDenoiser | None = None
+        self.ema: ResidualMLPDenoiser | None = None
+        self.normalizer: Normalizer | None = None
+        self.history: list[dict[str, float]] = []
+
+    # -- fitting ------------------------------------------------------------------------------
+    def _new_model(self) -> None:
+        torch.manual_seed(self.config.seed)  # initial weights and the frozen time frequencies
+        self.network = ResidualMLPDenoiser(self.config.denoiser, self.layout.width).to(self.device)
+        self.normalizer = Normalizer.for_layout(
+            self.config.normalizer.kind, self.layout, self.config.normalizer.skip_reward
+        ).to(self.device)
+
+    def fit(
+        self, rows: Any, *, checkpoint: str | os.PathLike[str] | None = None,
+        resume: str | os.PathLike[str] | None = None, progress: bool = True,
+        stop_after: int | None = None,
+    ) -> SynthER:
+        """Train a fresh model on ``rows`` (array, tensor or ReplayBuffer).
+
+        ``checkpoint``: write the training state there every ``trainer.checkpoint_every`` steps
+        and at the end (atomically). ``resume``: continue the fit saved in that checkpoint (same
+        data required); the result equals an uninterrupted fit. ``stop_after``: stop after this
+        many steps in total (for tests and time-boxed runs; the checkpoint is written).
+        """
+        data = validate_rows(rows, self.layout)
+        self._new_model()
+        self.normalizer.fit(data)
+        tensor = self.normalizer.normalize(torch.from_numpy(data).to(self.device))
+        cfg = self.config.trainer
+        trainer = DiffusionTrainer(self.network, tensor, self.config.edm, cfg,
+                                   resolve_batch_size(cfg, len(data)), self.config.seed)
+        prints = fingerprint(data)
+        if resume is not None:
+            self._resume(trainer, resume, prints)
+        self.ema = trainer.ema
+        last = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+        bar = _progress(trainer.step, cfg.steps, progress)
+        started = time.perf_counter()
+        while trainer.step < last:
+            loss = trainer.train_step()
+            bar.update(1)
+            if trainer.step % cfg.log_every == 0 or trainer.step == last:
+                value = float(loss)  # the only host sync, every log_every steps
+                if not np.isfinite(value):
+                    raise FloatingPointError(f"diffusion loss became {value} at step {trainer.step}")
+                self.history.append({"step": trainer.step, "loss": value,
+                                     "lr": trainer.scheduler.get_last_lr()[0]})
+                bar.set_postfix(loss=f"{value:.4f}")
+            if checkpoint is not None and (trainer.step % cfg.checkpoint_every == 0 or trainer.step == last):
+                self._write_checkpoint(checkpoint, trainer, prints)
+        bar.close()
+        self.fit_seconds = time.perf_counter() - started
+        self.trained_steps = trainer.step
+        return self
+
+    def _write_checkpoint(self, path: str | os.PathLike[str], trainer: DiffusionTrainer,
+                          prints: dict[str, int]) -> None:
+        payload = self._payload()
+        payload["trainer"] = trainer.state_dict()
+        payload["data"] = json.dumps(prints)
+        payload["history"] = json.dumps(self.history)
+        with atomic_write(path) as handle:
+            torch.save(payload, handle)
+
+    def _resume(self, trainer: DiffusionTrainer, path: str | os.PathLike[str], prints: dict[str, int]) -> None:
+        payload = _read_payload(path, self.device)
+        if "trainer" not in payload:
+            raise ModelFileError(f"{path} is a saved model, not a training checkpoint")
+        self._check_compatible(payload, path)
+        saved = json.loads(payload["data"])
+        if saved != prints:
+            raise ModelFileError(
+                f"{path} was written for different data ({saved['rows']} rows, crc {saved['crc32']}); "
+                f"these rows: {prints['rows']}, crc {prints['crc32']}"
+            )
+        self.normalizer.load_state_dict(payload["normalizer"])
+        trainer.load_state_dict(payload["trainer"])
+        self.history = json.loads(payload["history"])
+
+    # -- sampling -----------------------------------------------------------------------------
+    def _require_model(self) -> None:
+        if self.ema is None:
+            raise RuntimeError("the model is not fitted: call fit(rows) or SynthER.load(path) first")
+
+    @torch.inference_mode()
+    def sample_normalized(self, n: int, generator: torch.Generator | None = None,
+                          num_steps: int | None = None) -> torch.Tensor:
+        """n rows in normalised space straight from the sampler (no post-processing)."""
+        self._require_model()
+        edm = self.config.edm
+        network = self.ema.eval()
+        clamp = self.config.normalizer.kind == "minmax"
+
+        def denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            out = denoise(network, x, sigma, edm.sigma_data)
+            return out.clamp(-1.0, 1.0) if clamp else out
+
+        x = heun_sample(denoiser, (n, self.layout.width), heun_schedule(edm, num_steps),
+                        generator=generator, device=self.device)
+        return x.clamp(-1.0, 1.0) if clamp else x
+
+    def iter_chunks(self, n: int, seed: int | None = None) -> Iterator[np.ndarray]:
+        """Generated rows in chunks of at most ``generation.chunk_size``, post-processed."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"number of rows must be a non-negative int, got {n!r}")
+        self._require_model()
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(int(seed) if seed is not None else int(torch.seed()))
+        chunk = self.config.generation.chunk_size
+        dropped = 0
+        for start in range(0, int(n), chunk):
+            count = min(chunk, int(n) - start)
+            rows = self.normalizer.denormalize(self.sample_normalized(count, generator))
+            rows = self._postprocess(rows.cpu().numpy())
+            keep = np.isfinite(rows).all(axis=1)
+            dropped += int((~keep).sum())
+            yield rows[keep]
+        if dropped:
+            warnings.warn(f"dropped {dropped} generated rows with NaN/inf values", RuntimeWarning,
+                          stacklevel=2)
+
+    def _postprocess(self, rows: np.ndarray) -> np.ndarray:
+        gen = self.config.generation
+        if self.layout.terminal is not None:
+            column = rows[:, self.layout.terminal]
+            rows[:, self.layout.terminal] = (column >= gen.terminal_threshold).astype(np.float32)
+        if gen.clip_actions:
+            lo, hi = gen.action_bounds
+            rows[:, self.layout.action] = np.clip(rows[:, self.layout.action], lo, hi)
+        return np.ascontiguousarray(rows, dtype=np.float32)
+
+    def generate(self, n: int, seed: int | None = None) -> np.ndarray:
+        """n new rows (fewer if non-finite rows had to be dropped) as a float32 numpy array."""
+        chunks = list(self.iter_chunks(n, seed))
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.layout.width), np.float32)
+
+    def generate_into(self, target: Any, n: int, seed: int | None = None) -> int:
+        """Stream n generated rows into a ReplayBuffer or an .npz file; returns rows written."""
+        from synther_fast.replay.buffer import ReplayBuffer
+
+        if isinstance(target, ReplayBuffer):
+            if target.layout != self.layout:
+                raise ValueError(f"buffer layout {target.layout} differs from the model's {self.layout}")
+            written = 0
+            for rows in self.iter_chunks(n, seed):
+                target.add(rows)
+                written += len(rows)
+            return written
+        path = Path(target)
+        if path.suffix != ".npz":
+            raise ValueError(f"generate_into takes a ReplayBuffer or an .npz path, got {target!r}")
+        rows = self.generate(n, seed)
+        with atomic_write(path) as handle:
+            np.savez(handle, rows=rows, layout=json.dumps(self.layout.to_dict()))
+        return len(rows)
+
+    # -- persistence --------------------------------------------------------------------------
+    def _payload(self) -> dict[str, Any]:
+        return {
+            "format": MODEL_FORMAT,
+            "version": MODEL_VERSION,
+            "layout": json.dumps(self.layout.to_dict()),
+            "config": json.dumps(self.config.to_dict()),
+            "network": self.network.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else self.network.state_dict(),
+            "normalizer": self.normalizer.state_dict(),
+            "normalizer_kind": self.normalizer.kind,
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """One file (weights, EMA, normaliser, layout, config as JSON), written atomically."""
+        self._require_model()
+        with atomic_write(path) as handle:
+            torch.save(self._payload(), handle)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], map_location: str | torch.device | None = None) -> SynthER:
+        device = torch.device(map_location) if map_location is not None else default_device()
+        payload = _read_payload(path, device)
+        try:
+            layout = TransitionLayout.from_dict(json.loads(payload["layout"]))
+            config = SynthERConfig.from_dict(json.loads(payload["config"]))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ModelFileError(f"{path}: invalid layout or config ({exc})") from None
+        model = cls(layout, config, device)
+        model._new_model()
+        model.ema = ResidualMLPDenoiser(config.denoiser, layout.width).to(device)
+        try:
+            model.network.load_state_dict(payload["network"])
+            model.ema.load_state_dict(payload["ema"])
+            model.normalizer.load_state_dict(payload["normalizer"])
+        except (KeyError, RuntimeError) as exc:
+            raise ModelFileError(f"{path}: weights do not match the stored config ({exc})") from None
+        model.ema.requires_grad_(False).eval()
+        return model
+
+    def _check_compatible(self, payload: dict[str, Any], path: Any) -> None:
+        layout = TransitionLayout.from_dict(json.loads(payload["layout"]))
+        if layout != self.layout:
+            raise ModelFileError(f"{path}: layout {layout} does not match this model's {self.layout}")
+        config = SynthERConfig.from_dict(json.loads(payload["config"]))
+        if config != self.config:
+            raise ModelFileError(f"{path}: written with a different config than this model's")
+
+
+def _read_payload(path: str | os.PathLike[str], device: torch.device) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged zip/pickle
+        raise ModelFileError(f"{path}: not a readable model file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise ModelFileError(f"{path}: not a synther_fast model file")
+    if payload.get("version") != MODEL_VERSION:
+        raise ModelFileError(
+            f"{path}: model file version {payload.get('version')} is not supported (reads {MODEL_VERSION})"
+        )
+    return payload
+
+
+def _progress(start: int, total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, desc="diffusion fit", unit="step", disable=not enabled,
+                dynamic_ncols=True, mininterval=1.0)

@@ -1,0 +1,114 @@
+"""Diffusion training: AdamW, cosine learning rate, grad-norm clipping and the published EMA.
+
+Every random draw (batch indices, sigma, noise) comes from one seeded torch.Generator, and its
+state is part of the checkpoint, so a resumed run continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from synther_fast.config import EDMConfig, TrainerConfig
+from synther_fast.diffusion.edm import edm_loss
+
+
+def ema_decay(call_index: int, config: TrainerConfig) -> float | None:
+    """The EMA weight decay applied at one EMA call (ema-pytorch defaults, as the published code).
+
+    Returns None when the call makes no update (not a multiple of ``ema_every``), 0.0 for a plain
+    copy (during the first ``ema_warmup`` calls), else min(max_decay, 1 - (1 + t)^(-power)) with
+    t = call_index - ema_warmup.
+    """
+    if call_index % config.ema_every != 0:
+        return None
+    t = call_index - config.ema_warmup
+    if t <= 0:
+        return 0.0
+    return min(config.ema_max_decay, 1.0 - (1.0 + t) ** (-config.ema_power))
+
+
+class DiffusionTrainer:
+    """Owns the network, its EMA copy, optimiser, schedule and RNG for one fit."""
+
+    def __init__(
+        self, network: nn.Module, data: torch.Tensor, edm: EDMConfig, config: TrainerConfig,
+        batch_size: int, seed: int,
+    ) -> None:
+        if config.steps <= 0:
+            raise ValueError(f"TrainerConfig.steps must be positive, got {config.steps}")
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if config.ema_every <= 0:
+            raise ValueError(f"TrainerConfig.ema_every must be positive, got {config.ema_every}")
+        self.network = network
+        self.data = data
+        self.edm = edm
+        self.config = config
+        self.batch_size = batch_size
+        device = data.device
+        self.ema = copy.deepcopy(network).requires_grad_(False).eval()
+        self.optimizer = torch.optim.AdamW(
+            network.parameters(), lr=config.lr, betas=tuple(config.betas),
+            weight_decay=config.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.steps)
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.step = 0
+        # The EMA call counter lives on the device so that the EMA update is tensor ops only.
+        self.ema_calls = torch.zeros((), dtype=torch.int64, device=device)
+        self._pairs = list(zip(self.ema.parameters(), network.parameters()))
+        self._buffers = list(zip(self.ema.buffers(), network.buffers()))
+
+    def train_step(self) -> torch.Tensor:
+        """One optimiser step on a uniformly drawn batch; returns the loss (a device tensor)."""
+        self.network.train()
+        index = torch.randint(0, self.data.shape[0], (self.batch_size,), generator=self.generator,
+                              device=self.data.device)
+        loss = edm_loss(self.network, self.data[index], self.edm, self.generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.network.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.update_ema()
+        self.step += 1
+        return loss.detach()
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """ema <- lerp(ema, model, w) with w = 1 (copy), 1 - decay (update) or 0 (skip)."""
+        cfg = self.config
+        calls = self.ema_calls
+        t = (calls - cfg.ema_warmup).clamp(min=0).to(torch.float32)
+        decay = (1.0 - (1.0 + t) ** (-cfg.ema_power)).clamp(max=cfg.ema_max_decay)
+        decay = torch.where(calls <= cfg.ema_warmup, torch.zeros_like(decay), decay)
+        weight = torch.where(calls % cfg.ema_every == 0, 1.0 - decay, torch.zeros_like(decay))
+        for ema_param, param in self._pairs:
+            ema_param.lerp_(param, weight)
+        for ema_buffer, buffer in self._buffers:
+            ema_buffer.copy_(buffer)
+        calls.add_(1)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "network": self.network.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "ema_calls": self.ema_calls.clone(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.network.load_state_dict(state["network"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"].cpu())
+        self.ema_calls.copy_(state["ema_calls"])
+        self.step = int(state["step"])
