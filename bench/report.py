@@ -28,10 +28,11 @@ def main() -> None:
     machine = data.get("machine_info", {})
     print(f"machine: {machine.get('cpu', {}).get('brand_raw', '?')}, "
           f"{machine.get('cpu', {}).get('count', '?')} cores; date {data.get('datetime', '?')[:10]}")
-    print(f"| benchmark | {args.fast} (rows/s) | {args.reference} (rows/s) | ratio | notes |")
-    print("|---|---|---|---|---|")
+    print(f"| benchmark | {args.fast} | {args.reference} | ratio | unit | notes |")
+    print("|---|---|---|---|---|---|")
     for group, impls in groups.items():
         rates = {}
+        unit = next(iter(impls.values())).get("extra_info", {}).get("unit", "rows/s")
         for impl, bench in impls.items():
             rows = bench.get("extra_info", {}).get("rows_per_call", 1)
             rates[impl] = rows / bench["stats"]["median"]
@@ -42,7 +43,7 @@ def main() -> None:
             for impl, b in impls.items() if "writer_rows_per_s" in b.get("extra_info", {})
         )
         fmt = lambda r: f"{r:,.0f}" if r else "-"  # noqa: E731
-        print(f"| {group} | {fmt(fast)} | {fmt(ref)} | {ratio} | {notes} |")
+        print(f"| {group} | {fmt(fast)} | {fmt(ref)} | {ratio} | {unit} | {notes} |")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,65 @@
+"""Diffusion reference throughput: training steps/s (batch 256) and sampling rows/s (128 Heun
+steps), depth 6, widths 256 and 1024, HalfCheetah-sized rows. These are the reference numbers the
+fused Triton/CUDA-graph path is measured against (its benchmarks will join this file's groups)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from synther_fast import TransitionLayout
+from synther_fast.config import DenoiserConfig, EDMConfig, TrainerConfig
+from synther_fast.diffusion import DiffusionTrainer, ResidualMLPDenoiser, heun_sample, heun_schedule
+from synther_fast.diffusion.edm import denoise
+
+LAYOUT = TransitionLayout(17, 6, has_terminal=True)
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def network(width: int, dim_t: int = 256) -> ResidualMLPDenoiser:
+    torch.manual_seed(0)
+    return ResidualMLPDenoiser(DenoiserConfig(width=width, depth=6, dim_t=dim_t), LAYOUT.width).to(DEVICE)
+
+
+def _sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
+@pytest.mark.parametrize("width", [256, 1024])
+@pytest.mark.parametrize("impl", ["reference"])
+def test_training_step(benchmark, impl, width) -> None:
+    data = torch.randn(10_000, LAYOUT.width, device=DEVICE)
+    trainer = DiffusionTrainer(network(width), data, EDMConfig(), TrainerConfig(), batch_size=256, seed=0)
+    for _ in range(3):  # warm-up: allocator, optimiser state
+        trainer.train_step()
+
+    def step() -> None:
+        trainer.train_step()
+        _sync()
+
+    benchmark.group = f"diffusion train step: width {width}, depth 6, batch 256"
+    benchmark.extra_info.update(rows_per_call=1, unit="steps/s", device=str(DEVICE))
+    benchmark(step)
+
+
+@pytest.mark.parametrize("width, rows", [(256, 1024), (1024, 256)])
+@pytest.mark.parametrize("impl", ["reference"])
+def test_sampling(benchmark, impl, width, rows) -> None:
+    net = network(width).eval()
+    schedule = heun_schedule(EDMConfig())  # the paper's 128 steps, 255 network calls per row
+    generator = torch.Generator(device=DEVICE).manual_seed(0)
+
+    @torch.inference_mode()
+    def sample() -> torch.Tensor:
+        out = heun_sample(lambda x, s: denoise(net, x, s, 1.0), (rows, LAYOUT.width), schedule,
+                          generator=generator, device=DEVICE)
+        _sync()
+        return out
+
+    benchmark.group = f"diffusion sampling: width {width}, depth 6, 128 Heun steps"
+    benchmark.extra_info.update(rows_per_call=rows, unit="rows/s", device=str(DEVICE),
+                                network_calls_per_row=255)
+    out = benchmark.pedantic(sample, rounds=2, iterations=1, warmup_rounds=0)
+    assert np.isfinite(out.cpu().numpy()).all()
