@@ -18,7 +18,12 @@ from synther_fast.config import (  # noqa: E402
     quick,
 )
 
-_LAZY = {"SynthER": "synther_fast.diffusion", "ModelFileError": "synther_fast.diffusion"}
+_LAZY = {
+    "SynthER": "synther_fast.diffusion",
+    "ModelFileError": "synther_fast.diffusion",
+    "train": "synther_fast.api",
+    "OfflineConfig": "synther_fast.offline",
+}
 
 
 def __getattr__(name: str):
@@ -32,6 +37,8 @@ def __getattr__(name: str):
 
 __all__ = [
     "ModelFileError",
+    "OfflineConfig",
+    "train",
     "SynthER",
     "SynthERConfig",
     "paper_offline",

@@ -1,0 +1,42 @@
+"""Run an update function on static tensors: eagerly on CPU, as a captured CUDA graph on CUDA.
+
+The function reads only tensors that stay at fixed addresses (the prefetcher's static batch, the
+agent's parameters and optimiser state), so after capture each call is one graph replay with no
+host synchronisation. Capture follows the PyTorch recipe: a few warm-up calls on a side stream
+(they are real updates and count as such), then capture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+
+class StaticStep:
+    def __init__(self, fn: Callable[[], Any], device: torch.device, capture: bool | None = None,
+                 warmup: int = 3) -> None:
+        self.fn = fn
+        self.capture = device.type == "cuda" if capture is None else capture
+        if self.capture and device.type != "cuda":
+            raise ValueError("CUDA-graph capture needs a CUDA device")
+        self.warmup = warmup
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.outputs: Any = None
+
+    def __call__(self) -> Any:
+        if not self.capture:
+            return self.fn()
+        if self.graph is None:
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(self.warmup):
+                    self.fn()
+            torch.cuda.current_stream().wait_stream(stream)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.outputs = self.fn()
+        self.graph.replay()
+        return self.outputs

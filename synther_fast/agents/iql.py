@@ -1,0 +1,152 @@
+"""IQL (Kostrikov et al. 2022) with CORL's defaults: expectile 0.7, beta 3, tau 0.005, Adam 3e-4
+for V, Q and the actor (cosine-decayed actor learning rate), a Gaussian actor with a tanh mean and
+a state-independent log std, advantages exponentiated and clipped at 100, 2x256 networks. The
+update is CORL's order: _update_v, _update_q, _update_policy, then the target soft update."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from synther_fast.agents.graph import StaticStep
+from synther_fast.agents.networks import make_critic, make_optimizer, mlp, soft_update
+
+EXP_ADV_MAX = 100.0
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+
+
+@dataclass(frozen=True)
+class IQLConfig:
+    """CORL IQL defaults for D4RL locomotion (its per-dataset overrides only concern AntMaze)."""
+
+    lr: float = 3e-4
+    discount: float = 0.99
+    tau: float = 0.005
+    beta: float = 3.0
+    expectile: float = 0.7
+    hidden: tuple[int, ...] = (256, 256)
+    max_steps: int = 1_000_000
+    """length of the actor's cosine learning-rate schedule"""
+
+
+class GaussianPolicy(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, act_dim, hidden, nn.Tanh())
+        self.log_std = nn.Parameter(torch.zeros(act_dim))
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        mean = self.net(obs)
+        std = self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
+        return torch.distributions.Normal(mean, std).log_prob(action).sum(-1)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs)  # the deterministic (mean) action used for evaluation
+
+
+def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
+    """mean(|expectile - 1(diff < 0)| diff^2)."""
+    weight = torch.where(diff < 0, 1.0 - expectile, expectile)
+    return (weight * diff**2).mean()
+
+
+class IQL:
+    def __init__(self, obs_dim: int, act_dim: int, config: IQLConfig, state_mean: np.ndarray,
+                 state_std: np.ndarray, device: str | torch.device = "cpu", fast: bool = True,
+                 seed: int = 0) -> None:
+        self.config, self.device, self.fast = config, torch.device(device), fast
+        torch.manual_seed(seed)
+        self.q = make_critic(fast, obs_dim, act_dim).to(self.device)
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        self.v = mlp(obs_dim, 1, config.hidden).to(self.device)
+        self.actor = GaussianPolicy(obs_dim, act_dim, config.hidden).to(self.device)
+        self.q_opt = make_optimizer(self.q.parameters(), config.lr, self.device, fast)
+        self.v_opt = make_optimizer(self.v.parameters(), config.lr, self.device, fast)
+        self.actor_opt = make_optimizer(self.actor.parameters(), config.lr, self.device, fast)
+        self.actor_lr_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.actor_opt, config.max_steps)
+        self.state_mean = torch.as_tensor(state_mean, dtype=torch.float32, device=self.device)
+        self.state_std = torch.as_tensor(state_std, dtype=torch.float32, device=self.device)
+        self.total_updates = 0
+        self._step: StaticStep | None = None
+        self._bound: Any = None
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        return (obs - self.state_mean) / self.state_std
+
+    def _update_v(self, obs, action) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            target_q = self.q_target(obs, action).min(dim=0).values
+        adv = target_q - self.v(obs).squeeze(-1)
+        v_loss = expectile_loss(adv, self.config.expectile)
+        self.v_opt.zero_grad(set_to_none=True)
+        v_loss.backward()
+        self.v_opt.step()
+        return v_loss.detach(), adv.detach()
+
+    def _update_q(self, obs, action, reward, next_obs, terminal) -> torch.Tensor:
+        with torch.no_grad():
+            next_v = self.v(next_obs).squeeze(-1)
+            target = reward + (1.0 - terminal) * self.config.discount * next_v
+        qs = self.q(obs, action)
+        q_loss = ((qs - target) ** 2).mean(dim=1).mean()  # sum of per-critic mse / number of critics
+        self.q_opt.zero_grad(set_to_none=True)
+        q_loss.backward()
+        self.q_opt.step()
+        soft_update(self.q_target, self.q, self.config.tau)
+        return q_loss.detach()
+
+    def _update_policy(self, obs, action, adv) -> torch.Tensor:
+        exp_adv = torch.exp(self.config.beta * adv).clamp(max=EXP_ADV_MAX)
+        policy_loss = (exp_adv * -self.actor.log_prob(obs, action)).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        policy_loss.backward()
+        self.actor_opt.step()
+        return policy_loss.detach()
+
+    def _step_fn(self, batch: Any):
+        def run() -> dict[str, torch.Tensor]:
+            obs, next_obs = self.normalize(batch.obs), self.normalize(batch.next_obs)
+            reward, terminal = batch.reward.squeeze(-1), batch.terminal.squeeze(-1)
+            v_loss, adv = self._update_v(obs, batch.action)
+            q_loss = self._update_q(obs, batch.action, reward, next_obs, terminal)
+            policy_loss = self._update_policy(obs, batch.action, adv)
+            return {"value_loss": v_loss, "q_loss": q_loss, "actor_loss": policy_loss}
+
+        return run
+
+    def update(self, batch: Any) -> dict[str, torch.Tensor]:
+        if batch is not self._bound:
+            self._step, self._bound = StaticStep(self._step_fn(batch), self.device), batch
+        self.total_updates += 1
+        out = self._step()
+        # Outside the (captured) step: a schedule changes the lr, which a graph would have frozen
+        # (on CUDA the fast optimiser's lr is a device tensor that the scheduler fills in place).
+        self.actor_lr_schedule.step()
+        return out
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
+        return self.actor(self.normalize(x)).clamp(-1.0, 1.0).cpu().numpy()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "q": self.q.state_dict(), "q_target": self.q_target.state_dict(), "v": self.v.state_dict(),
+            "actor": self.actor.state_dict(), "q_opt": self.q_opt.state_dict(),
+            "v_opt": self.v_opt.state_dict(), "actor_opt": self.actor_opt.state_dict(),
+            "actor_lr_schedule": self.actor_lr_schedule.state_dict(),
+            "state_mean": self.state_mean, "state_std": self.state_std,
+            "total_updates": self.total_updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in ("q", "q_target", "v", "actor", "q_opt", "v_opt", "actor_opt", "actor_lr_schedule"):
+            getattr(self, name).load_state_dict(state[name])
+        self.state_mean.copy_(state["state_mean"])
+        self.state_std.copy_(state["state_std"])
+        self.total_updates = int(state["total_updates"])

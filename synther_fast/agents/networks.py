@@ -1,0 +1,113 @@
+"""Networks shared by the agents: plain MLPs and ensembles of MLPs evaluated as one batched network.
+
+An ensemble of E critics as E separate nn.Sequential costs E launches per layer; stacked as
+(E, in, out) weights it is one batched matmul per layer (``torch.baddbmm``), which is what makes the
+fast update faster than the plain per-network reference on both CPU and GPU.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...] = (256, 256), out_act: nn.Module | None = None) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    last = in_dim
+    for width in hidden:
+        layers += [nn.Linear(last, width), nn.ReLU()]
+        last = width
+    layers.append(nn.Linear(last, out_dim))
+    if out_act is not None:
+        layers.append(out_act)
+    return nn.Sequential(*layers)
+
+
+class EnsembleLinear(nn.Module):
+    """E independent Linear layers applied to an (E, B, in) input with one batched matmul.
+
+    Each member is initialised exactly as nn.Linear (uniform +-1/sqrt(in) for weight and bias).
+    """
+
+    def __init__(self, ensemble: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(ensemble, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(ensemble, 1, out_features))
+        bound = 1 / math.sqrt(in_features)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleMLP(nn.Module):
+    """E MLPs with identical shapes; input (B, in) is shared by all members, output (E, B, out)."""
+
+    def __init__(self, ensemble: int, in_dim: int, out_dim: int, hidden: tuple[int, ...] = (256, 256)) -> None:
+        super().__init__()
+        self.ensemble = ensemble
+        dims = (in_dim, *hidden, out_dim)
+        self.layers = nn.ModuleList(EnsembleLinear(ensemble, a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.unsqueeze(0).expand(self.ensemble, *x.shape)
+        for i, layer in enumerate(self.layers):
+            h = layer(h)
+            if i < len(self.layers) - 1:
+                h = torch.relu(h)
+        return h
+
+    @torch.no_grad()
+    def load_from_mlps(self, mlps: list[nn.Sequential]) -> None:
+        """Copy the weights of E plain MLPs (nn.Linear layers) into this ensemble."""
+        linears = [[m for m in net if isinstance(m, nn.Linear)] for net in mlps]
+        for depth, layer in enumerate(self.layers):
+            for member, lins in enumerate(linears):
+                layer.weight[member].copy_(lins[depth].weight.T)
+                layer.bias[member, 0].copy_(lins[depth].bias)
+
+
+class TwinCritic(nn.Module):
+    """Q_1..Q_E(s, a) as one EnsembleMLP: returns (E, B)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, ensemble: int = 2, hidden: tuple[int, ...] = (256, 256)) -> None:
+        super().__init__()
+        self.net = EnsembleMLP(ensemble, obs_dim + act_dim, 1, hidden)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
+
+
+class SeparateCritics(nn.Module):
+    """The plain reference: E nn.Sequential critics evaluated one after another; returns (E, B)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, ensemble: int = 2, hidden: tuple[int, ...] = (256, 256)) -> None:
+        super().__init__()
+        self.nets = nn.ModuleList(mlp(obs_dim + act_dim, 1, hidden) for _ in range(ensemble))
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, action], dim=-1)
+        return torch.stack([net(x).squeeze(-1) for net in self.nets])
+
+
+def make_critic(fast: bool, obs_dim: int, act_dim: int, ensemble: int = 2) -> nn.Module:
+    return TwinCritic(obs_dim, act_dim, ensemble) if fast else SeparateCritics(obs_dim, act_dim, ensemble)
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """target <- (1 - tau) target + tau source, in place (one foreach lerp over all parameters)."""
+    targets, sources = list(target.parameters()), list(source.parameters())
+    torch._foreach_lerp_(targets, sources, tau)
+
+
+def make_optimizer(params, lr: float, device: torch.device, fast: bool) -> torch.optim.Optimizer:
+    """Adam; the fast path uses the foreach kernels and, on CUDA, capturable state for graphs."""
+    if fast:
+        cuda = device.type == "cuda"
+        lr_value = torch.tensor(lr, device=device) if cuda else lr  # a graph reads the lr in place
+        return torch.optim.Adam(params, lr=lr_value, foreach=True, capturable=cuda)
+    return torch.optim.Adam(params, lr=lr, foreach=False)

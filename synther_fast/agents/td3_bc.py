@@ -1,0 +1,132 @@
+"""TD3+BC (Fujimoto & Gu 2021) with CORL's defaults: alpha 2.5, policy noise 0.2, noise clip 0.5,
+policy delay 2, tau 0.005, Adam 3e-4, 2x256 networks, states normalised with the real dataset's
+mean and std (also for synthetic-only runs, as the published SynthER code).
+
+The update is split into a critic step and an actor step, each a function of static tensors, so
+that on CUDA each is captured once as a graph (agents/graph.py). ``fast=False`` builds the plain
+per-network reference used in tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from synther_fast.agents.graph import StaticStep
+from synther_fast.agents.networks import make_critic, make_optimizer, mlp, soft_update
+
+
+@dataclass(frozen=True)
+class TD3BCConfig:
+    """CORL TD3+BC defaults (the same for every D4RL locomotion dataset)."""
+
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    discount: float = 0.99
+    tau: float = 0.005
+    policy_noise: float = 0.2
+    noise_clip: float = 0.5
+    policy_freq: int = 2
+    alpha: float = 2.5
+    hidden: tuple[int, ...] = (256, 256)
+
+
+class TD3BC:
+    def __init__(self, obs_dim: int, act_dim: int, config: TD3BCConfig, state_mean: np.ndarray,
+                 state_std: np.ndarray, device: str | torch.device = "cpu", fast: bool = True,
+                 seed: int = 0) -> None:
+        self.config, self.device, self.fast = config, torch.device(device), fast
+        torch.manual_seed(seed)
+        self.actor = mlp(obs_dim, act_dim, config.hidden, nn.Tanh()).to(self.device)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic = make_critic(fast, obs_dim, act_dim).to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_opt = make_optimizer(self.actor.parameters(), config.actor_lr, self.device, fast)
+        self.critic_opt = make_optimizer(self.critic.parameters(), config.critic_lr, self.device, fast)
+        self.state_mean = torch.as_tensor(state_mean, dtype=torch.float32, device=self.device)
+        self.state_std = torch.as_tensor(state_std, dtype=torch.float32, device=self.device)
+        self.generator = None if self.device.type == "cuda" else torch.Generator().manual_seed(seed)
+        self.total_updates = 0
+        self._steps: dict[bool, StaticStep] = {}
+        self._bound: Any = None
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        return (obs - self.state_mean) / self.state_std
+
+    def _critic_step(self, obs, action, reward, next_obs, terminal) -> torch.Tensor:
+        cfg = self.config
+        with torch.no_grad():
+            noise = torch.randn(action.shape, generator=self.generator, device=action.device)
+            noise = (noise * cfg.policy_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
+            next_action = (self.actor_target(next_obs) + noise).clamp(-1.0, 1.0)
+            target_q = self.critic_target(next_obs, next_action).min(dim=0).values
+            target = reward + (1.0 - terminal) * cfg.discount * target_q
+        q = self.critic(obs, action)
+        critic_loss = ((q - target) ** 2).mean(dim=1).sum()  # mse(Q1) + mse(Q2)
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+        return critic_loss.detach()
+
+    def _actor_step(self, obs, action) -> torch.Tensor:
+        pi = self.actor(obs)
+        q = self.critic(obs, pi)[0]
+        lmbda = self.config.alpha / q.abs().mean().detach()
+        actor_loss = -lmbda * q.mean() + ((pi - action) ** 2).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_opt.step()
+        soft_update(self.critic_target, self.critic, self.config.tau)
+        soft_update(self.actor_target, self.actor, self.config.tau)
+        return actor_loss.detach()
+
+    def _step_fn(self, batch: Any, with_actor: bool):
+        def run() -> dict[str, torch.Tensor]:
+            obs, next_obs = self.normalize(batch.obs), self.normalize(batch.next_obs)
+            reward, terminal = batch.reward.squeeze(-1), batch.terminal.squeeze(-1)
+            out = {"critic_loss": self._critic_step(obs, batch.action, reward, next_obs, terminal)}
+            if with_actor:
+                out["actor_loss"] = self._actor_step(obs, batch.action)
+            return out
+
+        return run
+
+    def update(self, batch: Any) -> dict[str, torch.Tensor]:
+        """One TD3+BC update on a batch of static tensors (obs, action, reward, next_obs, terminal)."""
+        self.total_updates += 1
+        with_actor = self.total_updates % self.config.policy_freq == 0
+        if batch is not self._bound:  # steps read the batch's tensors in place: rebind (re-capture)
+            self._steps, self._bound = {}, batch
+        step = self._steps.get(with_actor)
+        if step is None:
+            step = self._steps[with_actor] = StaticStep(self._step_fn(batch, with_actor), self.device)
+        return step()
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
+        return self.actor(self.normalize(x)).cpu().numpy()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor.state_dict(), "actor_target": self.actor_target.state_dict(),
+            "critic": self.critic.state_dict(), "critic_target": self.critic_target.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+            "state_mean": self.state_mean, "state_std": self.state_std,
+            "total_updates": self.total_updates,
+            "generator": self.generator.get_state() if self.generator is not None else torch.empty(0),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in ("actor", "actor_target", "critic", "critic_target", "actor_opt", "critic_opt"):
+            getattr(self, name).load_state_dict(state[name])
+        self.state_mean.copy_(state["state_mean"])
+        self.state_std.copy_(state["state_std"])
+        self.total_updates = int(state["total_updates"])
+        if self.generator is not None and state["generator"].numel():
+            self.generator.set_state(state["generator"])

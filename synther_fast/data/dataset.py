@@ -1,0 +1,295 @@
+"""Transition datasets and their files.
+
+Formats read (all from local disk; nothing downloads):
+- the package's own ``.npz`` (observations, actions, rewards, next_observations, terminals,
+  timeouts, and a JSON ``meta`` with a format version and the environment name);
+- D4RL-layout HDF5 (``observations, actions, rewards, terminals, timeouts`` and optionally
+  ``next_observations``; without it, next observations are taken from the following step of the
+  same episode and the steps that end an episode by time-out are dropped, as D4RL's
+  ``qlearning_dataset`` does);
+- Minari dataset folders (``data/main_data.hdf5`` with one ``episode_N`` group per episode).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synther_fast.io import atomic_write
+from synther_fast.replay.layout import TransitionLayout
+
+NPZ_FORMAT = "synther_fast.Dataset"
+NPZ_VERSION = 1
+
+
+class DatasetError(ValueError):
+    """A dataset file or array that cannot be used; the message names the file and the problem."""
+
+
+@dataclass
+class Dataset:
+    """Transitions as parallel arrays (N rows each)."""
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_observations: np.ndarray
+    terminals: np.ndarray
+    timeouts: np.ndarray
+    env_name: str | None = None
+    source: str = field(default="memory", compare=False)
+
+    def __post_init__(self) -> None:
+        self.observations = _float2d(self.observations, "observations", self.source)
+        self.actions = _float2d(self.actions, "actions", self.source)
+        self.next_observations = _float2d(self.next_observations, "next_observations", self.source)
+        self.rewards = _float1d(self.rewards, "rewards", self.source)
+        self.terminals = _float1d(self.terminals, "terminals", self.source)
+        self.timeouts = _float1d(self.timeouts, "timeouts", self.source)
+        n = len(self.observations)
+        for name in ("actions", "rewards", "next_observations", "terminals", "timeouts"):
+            if len(getattr(self, name)) != n:
+                raise DatasetError(
+                    f"{self.source}: {name} has {len(getattr(self, name))} rows, observations {n}"
+                )
+        if self.next_observations.shape[1] != self.observations.shape[1]:
+            raise DatasetError(f"{self.source}: next_observations and observations differ in width")
+        if n == 0:
+            raise DatasetError(f"{self.source}: the dataset is empty")
+        for name in ("observations", "actions", "rewards", "next_observations", "terminals"):
+            values = getattr(self, name)
+            bad = ~np.isfinite(values.reshape(n, -1)).all(axis=1)
+            if bad.any():
+                rows = np.flatnonzero(bad)
+                raise DatasetError(
+                    f"{self.source}: {name} has NaN/inf in {len(rows)} rows (first: {rows[:10].tolist()})"
+                )
+        if not np.isin(self.terminals, (0.0, 1.0)).all():
+            raise DatasetError(f"{self.source}: terminals must be 0 or 1")
+
+    def __len__(self) -> int:
+        return len(self.observations)
+
+    @property
+    def obs_dim(self) -> int:
+        return self.observations.shape[1]
+
+    @property
+    def act_dim(self) -> int:
+        return self.actions.shape[1]
+
+    def layout(self, has_terminal: bool = True) -> TransitionLayout:
+        return TransitionLayout(self.obs_dim, self.act_dim, has_terminal)
+
+    def to_rows(self, layout: TransitionLayout | None = None) -> np.ndarray:
+        """Rows [obs | action | reward | next_obs | terminal?] for the replay and the diffusion model."""
+        layout = layout or self.layout()
+        if (layout.obs_dim, layout.act_dim) != (self.obs_dim, self.act_dim):
+            raise DatasetError(f"layout {layout} does not fit obs {self.obs_dim} / action {self.act_dim}")
+        parts = [self.observations, self.actions, self.rewards[:, None], self.next_observations]
+        if layout.has_terminal:
+            parts.append(self.terminals[:, None])
+        return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
+
+    @classmethod
+    def from_rows(cls, rows: np.ndarray, layout: TransitionLayout, env_name: str | None = None) -> Dataset:
+        """A dataset of loose rows (e.g. synthetic ones): no episode structure, no time-outs."""
+        rows = np.asarray(rows, dtype=np.float32)
+        terminals = rows[:, layout.terminal][:, 0] if layout.terminal is not None else np.zeros(len(rows))
+        return cls(rows[:, layout.obs], rows[:, layout.action], rows[:, layout.reward][:, 0],
+                   rows[:, layout.next_obs], terminals, np.zeros(len(rows)), env_name, "rows")
+
+    def episode_returns(self) -> np.ndarray:
+        """Returns of the episodes that end (terminal or time-out) inside the dataset."""
+        ends = np.flatnonzero((self.terminals > 0) | (self.timeouts > 0))
+        returns, start = [], 0
+        for end in ends:
+            returns.append(float(self.rewards[start : end + 1].sum()))
+            start = end + 1
+        return np.asarray(returns)
+
+    def subset(self, fraction: float, seed: int = 0) -> Dataset:
+        """The first whole episodes covering about ``fraction`` of the rows (e.g. the paper's 15%)."""
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
+        ends = np.flatnonzero((self.terminals > 0) | (self.timeouts > 0))
+        target = int(round(fraction * len(self)))
+        cut = next((int(e) + 1 for e in ends if e + 1 >= target), len(self))
+        take = slice(0, max(cut, 1))
+        return Dataset(self.observations[take], self.actions[take], self.rewards[take],
+                       self.next_observations[take], self.terminals[take], self.timeouts[take],
+                       self.env_name, self.source)
+
+
+def _float2d(values: Any, name: str, source: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.dtype.kind not in "fiub":
+        raise DatasetError(f"{source}: {name} must be numeric, got dtype {array.dtype}")
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2:
+        raise DatasetError(f"{source}: {name} must be 2-D (N, dim), got shape {array.shape}")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _float1d(values: Any, name: str, source: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.dtype.kind not in "fiub":
+        raise DatasetError(f"{source}: {name} must be numeric, got dtype {array.dtype}")
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise DatasetError(f"{source}: {name} must be 1-D (N,), got shape {array.shape}")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+# -- files ------------------------------------------------------------------------------------------
+def save_dataset(dataset: Dataset, path: str | os.PathLike[str]) -> Path:
+    """Write ``.npz`` (the package's format) or ``.hdf5``/``.h5`` (D4RL layout), atomically."""
+    path = Path(path)
+    arrays = {
+        "observations": dataset.observations, "actions": dataset.actions, "rewards": dataset.rewards,
+        "next_observations": dataset.next_observations, "terminals": dataset.terminals,
+        "timeouts": dataset.timeouts,
+    }
+    if path.suffix == ".npz":
+        meta = json.dumps({"format": NPZ_FORMAT, "version": NPZ_VERSION, "env_name": dataset.env_name})
+        with atomic_write(path) as handle:
+            np.savez(handle, meta=meta, **arrays)
+    elif path.suffix in (".hdf5", ".h5"):
+        import h5py
+
+        with atomic_write(path) as handle:
+            with h5py.File(handle, "w") as f:
+                for key, value in arrays.items():
+                    f.create_dataset(key, data=value.astype(bool) if key in ("terminals", "timeouts") else value)
+                if dataset.env_name:
+                    f.attrs["env_name"] = dataset.env_name
+    else:
+        raise DatasetError(f"{path}: unknown dataset suffix {path.suffix!r} (use .npz, .hdf5 or .h5)")
+    return path
+
+
+def load_dataset(path: str | os.PathLike[str]) -> Dataset:
+    """Load a dataset from a package .npz, a D4RL-layout HDF5 file or a Minari dataset folder."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"dataset {path} does not exist (datasets are never downloaded)")
+    if path.is_dir():
+        return _load_minari(path)
+    if path.suffix == ".npz":
+        return _load_npz(path)
+    if path.suffix in (".hdf5", ".h5"):
+        return _load_d4rl(path)
+    raise DatasetError(f"{path}: unknown dataset format (expected .npz, .hdf5/.h5 or a Minari folder)")
+
+
+def _load_npz(path: Path) -> Dataset:
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise DatasetError(f"{path}: not a readable .npz file ({exc})") from None
+    try:
+        meta = json.loads(str(data.pop("meta")))
+    except (KeyError, ValueError):
+        raise DatasetError(f"{path}: missing or invalid 'meta' entry (not a synther_fast dataset)") from None
+    if meta.get("format") != NPZ_FORMAT or meta.get("version") != NPZ_VERSION:
+        raise DatasetError(f"{path}: unsupported dataset format {meta.get('format')} v{meta.get('version')}")
+    missing = {"observations", "actions", "rewards", "next_observations", "terminals", "timeouts"} - set(data)
+    if missing:
+        raise DatasetError(f"{path}: missing arrays {sorted(missing)}")
+    return Dataset(**{k: data[k] for k in ("observations", "actions", "rewards", "next_observations",
+                                            "terminals", "timeouts")},
+                   env_name=meta.get("env_name"), source=str(path))
+
+
+def _open_hdf5(path: Path):
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise DatasetError(f"{path}: not a readable HDF5 file ({exc})") from None
+
+
+def _load_d4rl(path: Path) -> Dataset:
+    with _open_hdf5(path) as f:
+        missing = {"observations", "actions", "rewards", "terminals"} - set(f.keys())
+        if missing:
+            raise DatasetError(f"{path}: missing D4RL keys {sorted(missing)}")
+        try:
+            data = {k: f[k][()] for k in f.keys() if isinstance(f[k], type(f["observations"]))}
+        except OSError as exc:
+            raise DatasetError(f"{path}: truncated or corrupted HDF5 data ({exc})") from None
+        env_name = f.attrs.get("env_name")
+    n = len(data["observations"])
+    timeouts = data.get("timeouts", np.zeros(n))
+    if "next_observations" in data:
+        return Dataset(data["observations"], data["actions"], data["rewards"], data["next_observations"],
+                       data["terminals"], timeouts, env_name, str(path))
+    # Next observation = the following step of the same episode; drop steps ending by time-out
+    # (their successor belongs to the next episode) and the final step.
+    keep = np.flatnonzero(np.asarray(timeouts[:-1]) == 0)
+    obs = np.asarray(data["observations"])
+    return Dataset(obs[keep], np.asarray(data["actions"])[keep], np.asarray(data["rewards"])[keep],
+                   obs[keep + 1], np.asarray(data["terminals"])[keep], np.zeros(len(keep)), env_name,
+                   str(path))
+
+
+def _episode_array(group: Any, name: str, path: Path, episode: str) -> np.ndarray:
+    if name not in group:
+        raise DatasetError(f"{path}: {episode} lacks '{name}'")
+    item = group[name]
+    if hasattr(item, "keys"):  # a dict space: concatenate its parts in key order
+        return np.concatenate([np.asarray(item[k][()]).reshape(len(item[k]), -1) for k in sorted(item.keys())], 1)
+    return np.asarray(item[()])
+
+
+def _load_minari(folder: Path) -> Dataset:
+    main = folder / "data" / "main_data.hdf5"
+    if not main.is_file():
+        raise DatasetError(f"{folder}: not a Minari dataset folder (no data/main_data.hdf5)")
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "act", "rew", "next", "term", "trunc")}
+    env_name = None
+    meta_file = folder / "data" / "metadata.json"
+    if meta_file.is_file():
+        try:
+            env_name = json.loads(meta_file.read_text()).get("env_spec", None)
+        except ValueError:
+            env_name = None
+    with _open_hdf5(main) as f:
+        episodes = sorted((k for k in f.keys() if k.startswith("episode_")), key=lambda k: int(k.split("_")[1]))
+        if not episodes:
+            raise DatasetError(f"{main}: no episode_N groups")
+        for name in episodes:
+            group = f[name]
+            try:
+                obs = _episode_array(group, "observations", main, name)
+                act = _episode_array(group, "actions", main, name)
+                rew = _episode_array(group, "rewards", main, name)
+                term = _episode_array(group, "terminations", main, name)
+                trunc = _episode_array(group, "truncations", main, name)
+            except OSError as exc:
+                raise DatasetError(f"{main}: truncated or corrupted episode {name} ({exc})") from None
+            steps = len(act)
+            if len(obs) != steps + 1:
+                raise DatasetError(f"{main}: {name} has {len(obs)} observations for {steps} actions (expected one more)")
+            parts["obs"].append(obs[:-1].reshape(steps, -1))
+            parts["next"].append(obs[1:].reshape(steps, -1))
+            parts["act"].append(act.reshape(steps, -1))
+            parts["rew"].append(rew.reshape(steps))
+            parts["term"].append(term.reshape(steps).astype(np.float32))
+            trunc = trunc.reshape(steps).astype(np.float32)
+            trunc[-1] = max(trunc[-1], 1.0 - term[-1])  # an episode's last step ends it
+            parts["trunc"].append(trunc)
+    cat = {k: np.concatenate(v) for k, v in parts.items()}
+    return Dataset(cat["obs"], cat["act"], cat["rew"], cat["next"], cat["term"], cat["trunc"],
+                   env_name if isinstance(env_name, str) else None, str(folder))

@@ -1,0 +1,108 @@
+"""One factory for gymnasium MuJoCo v5 tasks and dm_control suite tasks (``dmc:domain-task``).
+
+Every environment it returns has actions in [-1, 1] (rescaled and clipped, as the reference's
+wrappers), flat float32 observations, a seed, and a time limit (1000 steps for both suites).
+Simulators are imported only here and only when an environment is made.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+GYM_TASKS = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5", "Humanoid-v5")
+DMC_TASKS = (
+    "dmc:cheetah-run", "dmc:walker-walk", "dmc:walker-run", "dmc:quadruped-walk",
+    "dmc:quadruped-run", "dmc:reacher-hard", "dmc:finger-turn-hard", "dmc:hopper-hop",
+)
+ENV_NAMES = GYM_TASKS + DMC_TASKS
+MAX_EPISODE_STEPS = 1000
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What the rest of the package needs to know about a task without stepping it."""
+
+    name: str
+    obs_dim: int
+    act_dim: int
+    has_terminal: bool
+    """gym locomotion tasks terminate (falls); DMC tasks never do (the published choice)"""
+    suite: str
+
+
+def _check_name(name: str) -> None:
+    if name not in ENV_NAMES:
+        raise ValueError(f"unknown environment {name!r}; valid names: {', '.join(ENV_NAMES)}")
+
+
+def make_env(name: str, seed: int | None = None):
+    """A gymnasium.Env with actions in [-1, 1], flat observations and a 1000-step time limit."""
+    _check_name(name)
+    if name.startswith("dmc:"):
+        env: Any = DMCEnv(name, seed)
+        env = gym.wrappers.TimeLimit(env, MAX_EPISODE_STEPS)
+    else:
+        env = gym.make(name, max_episode_steps=MAX_EPISODE_STEPS)
+        env = gym.wrappers.RescaleAction(env, np.float32(-1.0), np.float32(1.0))
+        env = gym.wrappers.ClipAction(env)
+    if seed is not None:
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+    return env
+
+
+def env_spec(name: str) -> EnvSpec:
+    env = make_env(name, seed=0)
+    try:
+        return EnvSpec(name, int(np.prod(env.observation_space.shape)),
+                       int(np.prod(env.action_space.shape)), not name.startswith("dmc:"),
+                       "dmc" if name.startswith("dmc:") else "gym")
+    finally:
+        env.close()
+
+
+class DMCEnv(gym.Env):
+    """A dm_control suite task as a gymnasium.Env: dict observations flattened in key order,
+    actions rescaled from [-1, 1] to the task's bounds and clipped; never terminates."""
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012
+
+    def __init__(self, name: str, seed: int | None = None) -> None:
+        os.environ.setdefault("MUJOCO_GL", "disable")  # headless; 'osmesa' fails on these machines
+        from dm_control import suite
+
+        domain, task = name[len("dmc:"):].split("-", 1)
+        task = task.replace("-", "_")
+        self._make = lambda s: suite.load(domain, task, task_kwargs={"random": s})
+        self._env = self._make(seed)
+        spec = self._env.action_spec()
+        self._low, self._high = spec.minimum.astype(np.float64), spec.maximum.astype(np.float64)
+        obs_dim = sum(int(np.prod(v.shape)) for v in self._env.observation_spec().values())
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, spec.shape, np.float32)
+        self.render_mode = None
+
+    @staticmethod
+    def _flatten(observation: dict[str, Any]) -> np.ndarray:
+        return np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in observation.values()]).astype(np.float32)
+
+    def reset(self, *, seed: int | None = None, options: Any = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._env = self._make(seed)
+        step = self._env.reset()
+        return self._flatten(step.observation), {}
+
+    def step(self, action):
+        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        scaled = self._low + (action + 1.0) * 0.5 * (self._high - self._low)
+        step = self._env.step(scaled)
+        return self._flatten(step.observation), float(step.reward or 0.0), False, step.last(), {}
+
+    def close(self) -> None:
+        pass
