@@ -60,6 +60,15 @@ class EnsembleMLP(nn.Module):
                 h = torch.relu(h)
         return h
 
+    def forward_member(self, x: torch.Tensor, member: int) -> torch.Tensor:
+        """Only member ``member`` (B, in) -> (B, out): no work for the others."""
+        h = x
+        for i, layer in enumerate(self.layers):
+            h = torch.addmm(layer.bias[member], h, layer.weight[member])
+            if i < len(self.layers) - 1:
+                h = torch.relu(h)
+        return h
+
     @torch.no_grad()
     def load_from_mlps(self, mlps: list[nn.Sequential]) -> None:
         """Copy the weights of E plain MLPs (nn.Linear layers) into this ensemble."""
@@ -80,6 +89,9 @@ class TwinCritic(nn.Module):
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
 
+    def q1(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_member(torch.cat([obs, action], dim=-1), 0).squeeze(-1)
+
 
 class SeparateCritics(nn.Module):
     """The plain reference: E nn.Sequential critics evaluated one after another; returns (E, B)."""
@@ -91,6 +103,9 @@ class SeparateCritics(nn.Module):
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         x = torch.cat([obs, action], dim=-1)
         return torch.stack([net(x).squeeze(-1) for net in self.nets])
+
+    def q1(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.nets[0](torch.cat([obs, action], dim=-1)).squeeze(-1)
 
 
 def make_critic(fast: bool, obs_dim: int, act_dim: int, ensemble: int = 2) -> nn.Module:

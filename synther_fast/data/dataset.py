@@ -31,7 +31,7 @@ class DatasetError(ValueError):
     """A dataset file or array that cannot be used; the message names the file and the problem."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Dataset:
     """Transitions as parallel arrays (N rows each)."""
 
@@ -74,6 +74,14 @@ class Dataset:
 
     def __len__(self) -> int:
         return len(self.observations)
+
+    ARRAYS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Dataset):
+            return NotImplemented
+        return self.env_name == other.env_name and all(
+            np.array_equal(getattr(self, k), getattr(other, k)) for k in self.ARRAYS)
 
     @property
     def obs_dim(self) -> int:
@@ -226,7 +234,9 @@ def _load_d4rl(path: Path) -> Dataset:
         if missing:
             raise DatasetError(f"{path}: missing D4RL keys {sorted(missing)}")
         try:
-            data = {k: f[k][()] for k in f.keys() if isinstance(f[k], type(f["observations"]))}
+            import h5py
+
+            data = {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
         except OSError as exc:
             raise DatasetError(f"{path}: truncated or corrupted HDF5 data ({exc})") from None
         env_name = f.attrs.get("env_name")

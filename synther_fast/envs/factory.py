@@ -48,8 +48,7 @@ def make_env(name: str, seed: int | None = None):
         env = gym.wrappers.TimeLimit(env, MAX_EPISODE_STEPS)
     else:
         env = gym.make(name, max_episode_steps=MAX_EPISODE_STEPS)
-        env = gym.wrappers.RescaleAction(env, np.float32(-1.0), np.float32(1.0))
-        env = gym.wrappers.ClipAction(env)
+        env = UnitActions(env)
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)
@@ -64,6 +63,23 @@ def env_spec(name: str) -> EnvSpec:
                        "dmc" if name.startswith("dmc:") else "gym")
     finally:
         env.close()
+
+
+class UnitActions(gym.ActionWrapper):
+    """Actions in [-1, 1], clipped, then mapped linearly onto the simulator's bounds.
+
+    (gymnasium's ClipAction advertises an unbounded space, and RescaleAction refuses one.)
+    """
+
+    def __init__(self, env) -> None:
+        super().__init__(env)
+        self._low = env.action_space.low.astype(np.float64)
+        self._high = env.action_space.high.astype(np.float64)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, env.action_space.shape, np.float32)
+
+    def action(self, action):
+        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        return self._low + (action + 1.0) * 0.5 * (self._high - self._low)
 
 
 class DMCEnv(gym.Env):

@@ -1,0 +1,157 @@
+"""Dataset files: the package .npz, D4RL-layout HDF5, Minari folders; and rejection of bad ones."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from synther_fast.data import Dataset, DatasetError, load_dataset, save_dataset
+
+
+def episodes_dataset(n_episodes: int = 3, length: int = 20, seed: int = 0, terminal_last: bool = True) -> Dataset:
+    """Episodes whose observation at step t is (episode, t, noise...): next_obs checks are exact."""
+    rng = np.random.default_rng(seed)
+    obs, act, rew, nxt, term, tout = [], [], [], [], [], []
+    for e in range(n_episodes):
+        z = rng.normal(size=length + 1)
+        for t in range(length):
+            obs.append(np.array([e, t, z[t]], np.float32))
+            nxt.append(np.array([e, t + 1, z[t + 1]], np.float32))
+            act.append(rng.uniform(-1, 1, 2))
+            rew.append(float(e + t))
+            last = t == length - 1
+            term.append(float(last and terminal_last and e % 2 == 0))
+            tout.append(float(last and not (terminal_last and e % 2 == 0)))
+    return Dataset(np.array(obs), np.array(act), np.array(rew), np.array(nxt), np.array(term), np.array(tout),
+                   "HalfCheetah-v5")
+
+
+def test_npz_round_trip(tmp_path) -> None:
+    data = episodes_dataset()
+    path = save_dataset(data, tmp_path / "d.npz")
+    loaded = load_dataset(path)
+    assert loaded == data and loaded.env_name == "HalfCheetah-v5"
+    np.testing.assert_array_equal(loaded.to_rows(), data.to_rows())
+    assert loaded.episode_returns().tolist() == [sum(range(20)), sum(range(1, 21)), sum(range(2, 22))]
+
+
+def test_d4rl_hdf5_round_trip_with_next_observations(tmp_path) -> None:
+    data = episodes_dataset()
+    loaded = load_dataset(save_dataset(data, tmp_path / "d.hdf5"))
+    assert loaded == data
+
+
+def test_d4rl_without_next_observations_builds_them_from_episodes(tmp_path) -> None:
+    """As D4RL's qlearning_dataset: next obs is the following step; time-out steps are dropped."""
+    data = episodes_dataset(n_episodes=3, length=5)
+    path = tmp_path / "d4rl.hdf5"
+    with h5py.File(path, "w") as f:
+        f["observations"] = data.observations
+        f["actions"] = data.actions
+        f["rewards"] = data.rewards
+        f["terminals"] = data.terminals.astype(bool)
+        f["timeouts"] = data.timeouts.astype(bool)
+    loaded = load_dataset(path)
+    # 15 steps; episode 1 ends by time-out (dropped) and the final step has no successor.
+    assert len(loaded) == 13
+    same_episode = loaded.next_observations[:, 0] == loaded.observations[:, 0]
+    np.testing.assert_array_equal(loaded.next_observations[same_episode, 1], loaded.observations[same_episode, 1] + 1)
+    # Only the terminal step of episode 0 crosses into the next episode (its target is masked).
+    assert np.flatnonzero(~same_episode).tolist() == [4] and loaded.terminals[4] == 1
+
+
+def write_minari(folder, data: Dataset, length: int, dict_obs: bool = False) -> None:
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "metadata.json").write_text(json.dumps({"dataset_id": "test/x-v0"}))
+    with h5py.File(folder / "data" / "main_data.hdf5", "w") as f:
+        for e in range(len(data) // length):
+            s = slice(e * length, (e + 1) * length)
+            g = f.create_group(f"episode_{e}")
+            obs = np.concatenate([data.observations[s], data.next_observations[s][-1:]])
+            if dict_obs:
+                g.create_group("observations")
+                g["observations"]["a"] = obs[:, :2]
+                g["observations"]["b"] = obs[:, 2:]
+            else:
+                g["observations"] = obs
+            g["actions"] = data.actions[s]
+            g["rewards"] = data.rewards[s]
+            g["terminations"] = data.terminals[s].astype(bool)
+            g["truncations"] = data.timeouts[s].astype(bool)
+
+
+@pytest.mark.parametrize("dict_obs", [False, True])
+def test_minari_folder(tmp_path, dict_obs) -> None:
+    data = episodes_dataset(length=10)
+    write_minari(tmp_path / "ds", data, 10, dict_obs)
+    loaded = load_dataset(tmp_path / "ds")
+    np.testing.assert_array_equal(loaded.observations, data.observations)
+    np.testing.assert_array_equal(loaded.next_observations, data.next_observations)
+    np.testing.assert_array_equal(loaded.terminals, data.terminals)
+    np.testing.assert_array_equal(loaded.timeouts, data.timeouts)
+
+
+def test_truncated_and_corrupted_files(tmp_path) -> None:
+    data = episodes_dataset()
+    npz = save_dataset(data, tmp_path / "d.npz")
+    npz.write_bytes(npz.read_bytes()[:200])
+    with pytest.raises(DatasetError, match="not a readable .npz"):
+        load_dataset(npz)
+    h5 = save_dataset(data, tmp_path / "d.hdf5")
+    raw = bytearray(h5.read_bytes())
+    h5.write_bytes(bytes(raw[: len(raw) // 3]))
+    with pytest.raises(DatasetError, match=str(h5.name)):
+        load_dataset(h5)
+    garbage = tmp_path / "g.hdf5"
+    garbage.write_bytes(b"\x00" * 1000)
+    with pytest.raises(DatasetError, match="not a readable HDF5"):
+        load_dataset(garbage)
+
+
+def test_missing_keys_and_other_formats(tmp_path) -> None:
+    path = tmp_path / "partial.hdf5"
+    with h5py.File(path, "w") as f:
+        f["observations"] = np.zeros((5, 3))
+    with pytest.raises(DatasetError, match="missing D4RL keys"):
+        load_dataset(path)
+    np.savez(tmp_path / "plain.npz", x=np.zeros(3))
+    with pytest.raises(DatasetError, match="meta"):
+        load_dataset(tmp_path / "plain.npz")
+    (tmp_path / "x.csv").write_text("1,2")
+    with pytest.raises(DatasetError, match="unknown dataset format"):
+        load_dataset(tmp_path / "x.csv")
+    with pytest.raises(FileNotFoundError, match="never downloaded"):
+        load_dataset(tmp_path / "nope.npz")
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(DatasetError, match="not a Minari dataset"):
+        load_dataset(tmp_path / "empty_dir")
+
+
+def test_validation_errors_name_the_problem() -> None:
+    d = episodes_dataset()
+    with pytest.raises(DatasetError, match="actions has 59 rows"):
+        Dataset(d.observations, d.actions[:-1], d.rewards, d.next_observations, d.terminals, d.timeouts)
+    bad = d.rewards.copy()
+    bad[[3, 7]] = np.nan
+    with pytest.raises(DatasetError, match=r"rewards has NaN/inf in 2 rows \(first: \[3, 7\]\)"):
+        Dataset(d.observations, d.actions, bad, d.next_observations, d.terminals, d.timeouts)
+    with pytest.raises(DatasetError, match="empty"):
+        Dataset(np.zeros((0, 3)), np.zeros((0, 2)), np.zeros(0), np.zeros((0, 3)), np.zeros(0), np.zeros(0))
+    with pytest.raises(DatasetError, match="terminals must be 0 or 1"):
+        Dataset(d.observations, d.actions, d.rewards, d.next_observations, d.terminals * 0.5, d.timeouts)
+    with pytest.raises(DatasetError, match="numeric"):
+        Dataset(np.array([["a"] * 3] * 60), d.actions, d.rewards, d.next_observations, d.terminals, d.timeouts)
+
+
+def test_rows_layout_and_subset() -> None:
+    d = episodes_dataset(n_episodes=4, length=10)
+    rows = d.to_rows(d.layout(has_terminal=True))
+    back = Dataset.from_rows(rows, d.layout(True))
+    np.testing.assert_array_equal(back.next_observations, d.next_observations)
+    np.testing.assert_array_equal(back.terminals, d.terminals)
+    assert d.to_rows(d.layout(False)).shape[1] == rows.shape[1] - 1
+    sub = d.subset(0.25)  # whole episodes only: the first episode ends at row 10
+    assert len(sub) == 10

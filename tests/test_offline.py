@@ -1,0 +1,126 @@
+"""The offline pipeline end to end at a tiny scale: files, metrics, resume, seeds, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+import synther_fast
+from synther_fast.agents.td3_bc import TD3BC
+from synther_fast.offline import OfflineConfig, offline_quick, run_offline
+
+TINY = dict(
+    collect_method="random", collect_steps=2000, agent_steps=60, eval_every=30, eval_episodes=1,
+    checkpoint_every=20, synthetic_rows=1000,
+    **{"synther.denoiser.width": 32, "synther.denoiser.depth": 2, "synther.denoiser.dim_t": 16,
+       "synther.trainer.steps": 40, "synther.trainer.log_every": 20, "synther.edm.num_steps": 6},
+)
+
+
+def tiny_config(**extra) -> OfflineConfig:
+    return offline_quick().with_overrides(**TINY, **extra)
+
+
+def test_end_to_end_writes_everything(tmp_path) -> None:
+    result = synther_fast.train(tiny_config(arms=("real", "synthetic", "mixed")), run_dir=tmp_path / "run",
+                                progress=False)
+    run = result.run_dir
+    for name in ("config.json", "dataset.npz", "synther.pt", "synthetic.npz", "metrics.jsonl",
+                 "metrics.csv", "summary.json", "fidelity.json", "agent_real.ckpt", "state.json"):
+        assert (run / name).exists(), name
+    summary = json.loads((run / "summary.json").read_text())
+    assert set(summary["arms"]) == {"real", "synthetic", "mixed"}
+    for arm, info in summary["arms"].items():
+        assert np.isfinite(info["return_mean"]) and info["updates"] == 60
+        assert info["normalized_score"] == pytest.approx(
+            100 * (info["return_mean"] + 280.178953) / (12135.0 + 280.178953))
+        assert [e["step"] for e in info["evaluations"]] == [30, 60]
+        assert all(np.isfinite(e["critic_loss"]) for e in info["evaluations"])
+    assert summary["arms"]["mixed"]["ratio"] == 0.5 and summary["arms"]["synthetic"]["ratio"] == 1.0
+    assert 0 < summary["fidelity"]["mean_ks"] < 1
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {r["phase"] for r in records} == {"agent_real", "agent_synthetic", "agent_mixed"}
+    with np.load(run / "synthetic.npz") as f:
+        assert f["rows"].shape == (1000, 2 * 17 + 6 + 2)
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, monkeypatch) -> None:
+    config = tiny_config()
+    full = run_offline(config, tmp_path / "full", progress=False)
+
+    original = TD3BC.update
+
+    def crash_at_45(self, batch):
+        if self.total_updates == 45 and self.config is not None and crash_at_45.armed:
+            crash_at_45.armed = False
+            raise KeyboardInterrupt("simulated interruption")
+        return original(self, batch)
+
+    crash_at_45.armed = True
+    monkeypatch.setattr(TD3BC, "update", crash_at_45)
+    with pytest.raises(KeyboardInterrupt):
+        run_offline(config, tmp_path / "cut", progress=False)
+    state = json.loads((tmp_path / "cut" / "state.json").read_text())
+    assert "generate" in state["done"] and "agent_real" not in state["done"]  # cut in the first arm
+    with pytest.raises(FileExistsError, match="resume"):
+        run_offline(config, tmp_path / "cut", progress=False)
+    resumed = run_offline(config, tmp_path / "cut", resume=True, progress=False)
+    for arm in ("real", "synthetic"):
+        assert resumed.scores[arm]["evaluations"] == full.scores[arm]["evaluations"]
+    a = torch.load(tmp_path / "full" / "agent_synthetic.ckpt", weights_only=True)["agent"]
+    b = torch.load(tmp_path / "cut" / "agent_synthetic.ckpt", weights_only=True)["agent"]
+    for key in ("actor", "critic"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), (key, name)
+
+
+def test_resume_with_another_config_is_refused(tmp_path) -> None:
+    run_offline(tiny_config(arms=("real",)), tmp_path / "r", progress=False)
+    with pytest.raises(ValueError, match="different config"):
+        run_offline(tiny_config(arms=("real",), seed=1), tmp_path / "r", resume=True, progress=False)
+
+
+def test_iql_and_seeds(tmp_path) -> None:
+    out = synther_fast.train(tiny_config(algo="iql", arms=("real",)), run_dir=tmp_path / "s", seeds=[0, 1],
+                             progress=False)
+    info = out["arms"]["real"]
+    assert info["seeds"] == [0, 1] and np.isfinite(info["return_mean"]) and info["return_std"] >= 0
+    assert (tmp_path / "s" / "seed_1" / "summary.json").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [({"algo": "cql"}, "algo"), ({"arms": ("fake",)}, "arms"), ({"agent_steps": 0}, "agent_steps"),
+     ({"mixed_ratio": 2.0}, "mixed_ratio"), ({"bogus": 1}, "unknown")],
+)
+def test_bad_config(overrides, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        offline_quick().with_overrides(**overrides)
+
+
+def test_paper_preset_on_cpu_warns_with_an_estimate(tmp_path, monkeypatch) -> None:
+    from synther_fast import offline
+
+    monkeypatch.setattr(offline, "_dataset_phase", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("stop")))
+    with pytest.warns(RuntimeWarning, match="hours on 2 cores"), pytest.raises(RuntimeError, match="stop"):
+        run_offline(offline.offline_paper(), tmp_path / "p", progress=False)
+
+
+def test_cli_collect_fit_generate(tmp_path) -> None:
+    def cli(*args):
+        out = subprocess.run(["synther-fast", *args], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout
+
+    cli("collect", "--env", "Hopper-v5", "--steps", "500", "--out", str(tmp_path / "d.npz"), str(tmp_path / "d.hdf5"))
+    text = cli("fit", "--dataset", str(tmp_path / "d.hdf5"), "--out", str(tmp_path / "m.pt"), "--set",
+               "trainer.steps=20", "denoiser.width=32", "denoiser.depth=1", "edm.num_steps=4")
+    assert "fitted 20 steps" in text
+    cli("generate", "--model", str(tmp_path / "m.pt"), "--rows", "64", "--out", str(tmp_path / "s.npz"))
+    from synther_fast.data import load_dataset
+
+    assert len(load_dataset(tmp_path / "s.npz")) == 64 and len(load_dataset(tmp_path / "d.npz")) == 500
