@@ -60,11 +60,15 @@ class EnsembleMLP(nn.Module):
                 h = torch.relu(h)
         return h
 
-    def forward_member(self, x: torch.Tensor, member: int) -> torch.Tensor:
-        """Only member ``member`` (B, in) -> (B, out): no work for the others."""
+    def forward_member(self, x: torch.Tensor, member: int, frozen: bool = False) -> torch.Tensor:
+        """Only member ``member`` (B, in) -> (B, out): no work for the others. ``frozen``: no
+        gradient reaches this network's weights (only the input's), which skips their GEMMs."""
         h = x
         for i, layer in enumerate(self.layers):
-            h = torch.addmm(layer.bias[member], h, layer.weight[member])
+            weight, bias = layer.weight[member], layer.bias[member]
+            if frozen:
+                weight, bias = weight.detach(), bias.detach()
+            h = torch.addmm(bias, h, weight)
             if i < len(self.layers) - 1:
                 h = torch.relu(h)
         return h
@@ -89,8 +93,8 @@ class TwinCritic(nn.Module):
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
 
-    def q1(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.net.forward_member(torch.cat([obs, action], dim=-1), 0).squeeze(-1)
+    def q1(self, obs: torch.Tensor, action: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        return self.net.forward_member(torch.cat([obs, action], dim=-1), 0, frozen).squeeze(-1)
 
 
 class SeparateCritics(nn.Module):
@@ -104,7 +108,8 @@ class SeparateCritics(nn.Module):
         x = torch.cat([obs, action], dim=-1)
         return torch.stack([net(x).squeeze(-1) for net in self.nets])
 
-    def q1(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def q1(self, obs: torch.Tensor, action: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        # The plain reference (as CORL) back-propagates into the critic's weights too.
         return self.nets[0](torch.cat([obs, action], dim=-1)).squeeze(-1)
 
 
@@ -122,7 +127,7 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 def make_optimizer(params, lr: float, device: torch.device, fast: bool) -> torch.optim.Optimizer:
     """Adam; the fast path uses the foreach kernels and, on CUDA, capturable state for graphs."""
     if fast:
-        cuda = device.type == "cuda"
-        lr_value = torch.tensor(lr, device=device) if cuda else lr  # a graph reads the lr in place
-        return torch.optim.Adam(params, lr=lr_value, foreach=True, capturable=cuda)
+        if device.type == "cuda":  # a graph reads the lr in place: keep it in a device tensor
+            return torch.optim.Adam(params, lr=torch.tensor(lr, device=device), foreach=True, capturable=True)
+        return torch.optim.Adam(params, lr=lr, fused=True)
     return torch.optim.Adam(params, lr=lr, foreach=False)

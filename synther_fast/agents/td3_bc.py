@@ -75,7 +75,7 @@ class TD3BC:
 
     def _actor_step(self, obs, action) -> torch.Tensor:
         pi = self.actor(obs)
-        q = self.critic.q1(obs, pi)
+        q = self.critic.q1(obs, pi, frozen=True)  # the actor step needs dQ/da, not dQ/dweights
         lmbda = self.config.alpha / q.abs().mean().detach()
         actor_loss = -lmbda * q.mean() + ((pi - action) ** 2).mean()
         self.actor_opt.zero_grad(set_to_none=True)
