@@ -28,6 +28,10 @@ class DenoiserConfig:
     """frozen random frequencies of the time embedding (features: c_noise, sin, cos -> 2k+1)"""
     layer_norm: bool = False
     """LayerNorm before each block's activation (off in the paper)"""
+    backend: str = "auto"
+    """'auto': fused Triton blocks on CUDA, the PyTorch reference elsewhere; 'reference'; 'fused'"""
+    precision: str = "ieee"
+    """matmul precision of the fused blocks: 'ieee' (fp32), 'tf32' or 'bf16' (fp32 accumulation)"""
 
 
 @dataclass(frozen=True)

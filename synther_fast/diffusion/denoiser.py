@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import torch
 from torch import nn
 
 from synther_fast.config import DenoiserConfig
+
+
+BACKENDS = ("auto", "reference", "fused")
 
 
 class RandomFourierTimeEmbedding(nn.Module):
@@ -52,6 +56,12 @@ class ResidualMLPDenoiser(nn.Module):
                 raise ValueError(f"DenoiserConfig.{name} must be a positive int, got {value!r}")
         if d_in <= 0:
             raise ValueError(f"d_in must be positive, got {d_in}")
+        if config.backend not in BACKENDS:
+            raise ValueError(f"DenoiserConfig.backend must be one of {BACKENDS}, got {config.backend!r}")
+        if config.precision not in ("ieee", "tf32", "bf16"):
+            raise ValueError(f"DenoiserConfig.precision must be ieee, tf32 or bf16, got {config.precision!r}")
+        if config.backend == "fused" and config.layer_norm:
+            raise ValueError("the fused residual blocks do not implement LayerNorm; use backend 'reference'")
         self.config = config
         self.d_in = d_in
         self.proj = nn.Linear(d_in, config.dim_t)
@@ -67,9 +77,25 @@ class ResidualMLPDenoiser(nn.Module):
         )
         self.output_layer = nn.Linear(config.width, d_in)
 
+    def uses_fused_blocks(self, x: torch.Tensor) -> bool:
+        """The dispatch rule: fused Triton blocks on CUDA (or when forced), the reference elsewhere,
+        so that on CPU nothing slower than the reference is ever picked by default."""
+        backend = self.config.backend
+        if backend == "reference" or (backend == "auto" and (not x.is_cuda or self.config.layer_norm)):
+            return False
+        if backend == "auto" and importlib.util.find_spec("triton") is None:
+            return False
+        return True
+
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
         h = self.proj(x) + self.time_mlp(self.time_embedding(c_noise))
         h = self.input_layer(h)
-        for block in self.blocks:
-            h = block(h)
+        if self.uses_fused_blocks(h):
+            from synther_fast.kernels.residual_block import residual_block
+
+            for block in self.blocks:
+                h = residual_block(h, block.linear.weight, block.linear.bias, self.config.precision)
+        else:
+            for block in self.blocks:
+                h = block(h)
         return self.output_layer(torch.relu(h))

@@ -1,0 +1,103 @@
+"""The stochastic Heun sampler driven by the fused step kernels, optionally captured as one CUDA
+graph per batch shape (every step, both network evaluations and the noise, no host sync).
+
+Same maths and the same noise order as :func:`synther_fast.diffusion.edm.heun_sample` (initial
+noise, then one churn draw per step), so for the same noise both return the same rows up to fp32
+rounding. The Triton code lives in synther_fast.kernels; this module only sequences launches.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from synther_fast.diffusion.edm import HeunSchedule
+
+
+def _pre(sigma: float, sigma_data: float) -> tuple[float, float, float, float]:
+    s2, d2 = sigma * sigma, sigma_data * sigma_data
+    return d2 / (s2 + d2), sigma * sigma_data / math.sqrt(s2 + d2), 1 / math.sqrt(s2 + d2), math.log(sigma) / 4
+
+
+class FusedHeunSampler:
+    """Samples ``rows`` x ``width`` with ``network(net_in, c_noise)``; reuse it for many batches.
+
+    ``noise``: 'device' draws on the device inside the loop (the graph replays fresh draws);
+    'input' reads ``self.noise`` (num_steps + 1, rows, width), which the caller fills first.
+    """
+
+    def __init__(self, network, schedule: HeunSchedule, sigma_data: float, rows: int, width: int,
+                 device: torch.device, clamp: bool = False, noise: str = "device", graph: bool | None = None,
+                 generator: torch.Generator | None = None) -> None:
+        from synther_fast.kernels import edm_step
+
+        self.k = edm_step
+        self.network, self.schedule, self.sigma_data, self.clamp = network, schedule, sigma_data, clamp
+        self.shape, self.device = (rows, width), torch.device(device)
+        self.generator = generator
+        if noise not in ("device", "input"):
+            raise ValueError(f"noise must be 'device' or 'input', got {noise!r}")
+        self.noise_mode = noise
+        n = schedule.num_steps
+        self.noise = torch.empty((n + 1, rows, width), device=self.device) if noise == "input" else None
+        self.graph_enabled = self.device.type == "cuda" if graph is None else graph
+        self.graph: torch.cuda.CUDAGraph | None = None
+        # Static per-step values, built once on the host.
+        self.c_noise_hat = [torch.full((rows,), _pre(t, sigma_data)[3], device=self.device)
+                            for t in schedule.sigma_hat]
+        self.c_noise_next = [torch.full((rows,), _pre(t, sigma_data)[3], device=self.device) if t > 0 else None
+                             for t in schedule.sigma[1:]]
+        self.buffers = [torch.empty(self.shape, device=self.device) for _ in range(5)]
+        self.out = torch.empty(self.shape, device=self.device)
+
+    def _eps(self, k: int) -> torch.Tensor:
+        if self.noise is not None:
+            return self.noise[k]
+        return torch.randn(self.shape, device=self.device, generator=self.generator)
+
+    @torch.inference_mode()
+    def _loop(self) -> torch.Tensor:
+        k, sched, sd = self.k, self.schedule, self.sigma_data
+        x_hat, net_in, x_next, d_cur, spare = self.buffers
+        x0 = self._eps(0) * sched.sigma[0]
+        k.churn(x0, self._eps(1), sched.churn_std[0], _pre(sched.sigma_hat[0], sd)[2], out=(x_hat, net_in))
+        for i in range(sched.num_steps):
+            t_hat, t_next = sched.sigma_hat[i], sched.sigma[i + 1]
+            c_skip, c_out, _, _ = _pre(t_hat, sd)
+            f = self.network(net_in, self.c_noise_hat[i])
+            if not sched.second_order[i]:  # last step: t_next = 0, Euler only (x_next = D)
+                k.euler_step(x_hat, f, c_skip, c_out, t_hat, t_next, 0.0, self.clamp, out=(self.out, d_cur, spare))
+                break
+            c_in_next = _pre(t_next, sd)[2]
+            k.euler_step(x_hat, f, c_skip, c_out, t_hat, t_next, c_in_next, self.clamp, out=(x_next, d_cur, net_in))
+            f2 = self.network(net_in, self.c_noise_next[i])
+            c_skip2, c_out2, _, _ = _pre(t_next, sd)
+            if i + 1 < sched.num_steps:
+                churn_std, c_in_hat = sched.churn_std[i + 1], _pre(sched.sigma_hat[i + 1], sd)[2]
+                eps = self._eps(i + 2)
+            else:  # not reached with t_N = 0, kept for schedules that end above zero
+                churn_std, c_in_hat, eps = 0.0, 1.0, torch.zeros_like(x_hat)
+            k.heun_churn_step(x_hat, x_next, d_cur, f2, eps, c_skip2, c_out2, t_hat, t_next, churn_std, c_in_hat,
+                              self.clamp, out=(x_hat, net_in))
+        else:
+            self.out.copy_(x_hat)
+        if self.clamp:
+            self.out.clamp_(-1.0, 1.0)
+        return self.out
+
+    def sample(self) -> torch.Tensor:
+        """One batch (the same output tensor every call: copy it before the next call)."""
+        if not self.graph_enabled:
+            return self._loop()
+        if self.graph is None:
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                self._loop()  # warm-up: Triton compilation and autotuning happen outside capture
+            torch.cuda.current_stream().wait_stream(stream)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self._loop()
+        self.graph.replay()
+        return self.out
