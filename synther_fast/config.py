@@ -82,6 +82,8 @@ class TrainerConfig:
     checkpoint_every: int = 10_000
     """steps between checkpoints when fitting with a checkpoint path"""
     log_every: int = 100
+    cuda_graph: bool = True
+    """on CUDA, capture the whole training step (forward, backward, clip, AdamW, EMA) as a graph"""
 
 
 @dataclass(frozen=True)

@@ -169,19 +169,37 @@ class SynthER:
     @torch.inference_mode()
     def sample_normalized(self, n: int, generator: torch.Generator | None = None,
                           num_steps: int | None = None) -> torch.Tensor:
-        """n rows in normalised space straight from the sampler (no post-processing)."""
+        """n rows in normalised space straight from the sampler (no post-processing).
+
+        On CUDA with the fused denoiser, the fused sampler runs as one captured CUDA graph per
+        batch size (noise drawn on the device); elsewhere the reference Heun loop.
+        """
         self._require_model()
         edm = self.config.edm
         network = self.ema.eval()
         clamp = self.config.normalizer.kind == "minmax"
+        schedule = heun_schedule(edm, num_steps)
+        probe = torch.empty(1, self.config.denoiser.width, device=self.device)
+        if self.device.type == "cuda" and network.uses_fused_blocks(probe):
+            return self._fused_sampler(n, schedule, clamp).sample().clone()
 
         def denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
             out = denoise(network, x, sigma, edm.sigma_data)
             return out.clamp(-1.0, 1.0) if clamp else out
 
-        x = heun_sample(denoiser, (n, self.layout.width), heun_schedule(edm, num_steps),
-                        generator=generator, device=self.device)
+        x = heun_sample(denoiser, (n, self.layout.width), schedule, generator=generator, device=self.device)
         return x.clamp(-1.0, 1.0) if clamp else x
+
+    def _fused_sampler(self, n: int, schedule, clamp: bool):
+        from synther_fast.diffusion.fused_sampler import FusedHeunSampler
+
+        cache = self.__dict__.setdefault("_samplers", {})
+        key = (n, schedule.num_steps, id(self.ema))
+        if key not in cache:
+            cache.clear()  # one captured graph at a time: each holds its own activations
+            cache[key] = FusedHeunSampler(self.ema, schedule, self.config.edm.sigma_data, n,
+                                          self.layout.width, self.device, clamp=clamp)
+        return cache[key]
 
     def iter_chunks(self, n: int, seed: int | None = None) -> Iterator[np.ndarray]:
         """Generated rows in chunks of at most ``generation.chunk_size``, post-processed."""
@@ -190,6 +208,8 @@ class SynthER:
         self._require_model()
         generator = torch.Generator(device=self.device)
         generator.manual_seed(int(seed) if seed is not None else int(torch.seed()))
+        if self.device.type == "cuda":  # the captured fused sampler draws from the default generator
+            torch.cuda.manual_seed(int(generator.initial_seed()))
         chunk = self.config.generation.chunk_size
         dropped = 0
         for start in range(0, int(n), chunk):

@@ -51,32 +51,71 @@ class DiffusionTrainer:
         self.batch_size = batch_size
         device = data.device
         self.ema = copy.deepcopy(network).requires_grad_(False).eval()
-        self.optimizer = torch.optim.AdamW(
-            network.parameters(), lr=config.lr, betas=tuple(config.betas),
-            weight_decay=config.weight_decay,
-        )
+        self.graphed = device.type == "cuda" and config.cuda_graph
+        if self.graphed:
+            # Capturable AdamW reads its lr from a device tensor that the scheduler fills in place;
+            # the draws come from the default CUDA generator, which graphs replay correctly.
+            self.optimizer = torch.optim.AdamW(
+                network.parameters(), lr=torch.tensor(config.lr, device=device), betas=tuple(config.betas),
+                weight_decay=config.weight_decay, capturable=True, foreach=True,
+            )
+            torch.cuda.manual_seed(seed)
+            self.generator = None
+        else:
+            self.optimizer = torch.optim.AdamW(
+                network.parameters(), lr=config.lr, betas=tuple(config.betas),
+                weight_decay=config.weight_decay,
+            )
+            self.generator = torch.Generator(device=device).manual_seed(seed)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.steps)
-        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._graph_loss: torch.Tensor | None = None
         self.step = 0
         # The EMA call counter lives on the device so that the EMA update is tensor ops only.
         self.ema_calls = torch.zeros((), dtype=torch.int64, device=device)
         self._pairs = list(zip(self.ema.parameters(), network.parameters()))
         self._buffers = list(zip(self.ema.buffers(), network.buffers()))
 
-    def train_step(self) -> torch.Tensor:
-        """One optimiser step on a uniformly drawn batch; returns the loss (a device tensor)."""
-        self.network.train()
+    def _step_body(self) -> torch.Tensor:
+        """Batch draw, loss, backward, clip, optimiser step and EMA: no host synchronisation."""
         index = torch.randint(0, self.data.shape[0], (self.batch_size,), generator=self.generator,
                               device=self.data.device)
         loss = edm_loss(self.network, self.data[index], self.edm, self.generator)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(self.network.parameters(), self.config.grad_clip)
+        nn.utils.clip_grad_norm_(self.network.parameters(), self.config.grad_clip, foreach=True)
         self.optimizer.step()
-        self.scheduler.step()
         self.update_ema()
-        self.step += 1
         return loss.detach()
+
+    def train_step(self) -> torch.Tensor:
+        """One optimiser step on a uniformly drawn batch; returns the loss (a device tensor).
+
+        On CUDA (``cuda_graph``) the first call runs 3 warm-up steps on a side stream (real steps,
+        counted as such) and captures the step; later calls replay it.
+        """
+        self.network.train()
+        if not self.graphed:
+            loss = self._step_body()
+            self.scheduler.step()
+            self.step += 1
+            return loss
+        if self._graph is None:
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(3):
+                    self._step_body()
+                    self.scheduler.step()
+                    self.step += 1
+            torch.cuda.current_stream().wait_stream(stream)
+            self._graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self._graph):
+                self._graph_loss = self._step_body()
+        self._graph.replay()
+        self.scheduler.step()
+        self.step += 1
+        return self._graph_loss
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -100,7 +139,7 @@ class DiffusionTrainer:
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "generator": self.generator.get_state(),
+            "generator": self.generator.get_state() if self.generator is not None else torch.cuda.get_rng_state(),
             "ema_calls": self.ema_calls.clone(),
         }
 
@@ -109,6 +148,9 @@ class DiffusionTrainer:
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.generator.set_state(state["generator"].cpu())
+        if self.generator is not None:
+            self.generator.set_state(state["generator"].cpu())
+        else:
+            torch.cuda.set_rng_state(state["generator"].cpu())
         self.ema_calls.copy_(state["ema_calls"])
         self.step = int(state["step"])

@@ -1,0 +1,114 @@
+"""GPU diffusion benchmarks (marked gpu): the paper's online denoiser (width 1024, depth 6,
+dim_t 256, HalfCheetah rows) sampling 100k rows with 128 Heun steps, and training at batch 256.
+
+Implementations, in the same run: the eager reference at fp32 (as the published code runs) and at
+TF32, torch.compile of the reference at both, and the fused Triton blocks + fused step kernels +
+one CUDA graph at IEEE fp32 and at TF32. The dense matmul rate of the GPU at each precision is
+measured here too, so the report can state the fraction of the matmul floor reached.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from synther_fast.config import DenoiserConfig, EDMConfig, TrainerConfig
+from synther_fast.diffusion import DiffusionTrainer, ResidualMLPDenoiser, heun_sample, heun_schedule
+from synther_fast.diffusion.edm import denoise
+from synther_fast.diffusion.fused_sampler import FusedHeunSampler
+
+pytestmark = pytest.mark.gpu
+WIDTH, DEPTH, DIM_T, D_IN, ROWS = 1024, 6, 256, 42, 100_000
+
+
+def flops_per_row_eval() -> float:
+    macs = D_IN * DIM_T + 17 * DIM_T + DIM_T * DIM_T + DIM_T * WIDTH + DEPTH * WIDTH * WIDTH + WIDTH * D_IN
+    return 2.0 * macs
+
+
+def set_tf32(enabled: bool) -> None:
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+
+
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
+def test_matmul_rate(benchmark, precision) -> None:
+    set_tf32(precision == "tf32")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a = torch.randn(8192, 8192, device="cuda", dtype=dtype)
+    b = torch.randn(8192, 8192, device="cuda", dtype=dtype)
+
+    def run():
+        for _ in range(5):
+            torch.mm(a, b)
+        torch.cuda.synchronize()
+
+    run()
+    benchmark.group = "dense matmul 8192^3"
+    benchmark.extra_info.update(rows_per_call=5 * 2 * 8192**3 / 1e12, unit="TFLOP/s", precision=precision)
+    benchmark.pedantic(run, rounds=5, iterations=1)
+    set_tf32(False)
+
+
+def network(backend: str, precision: str = "ieee") -> ResidualMLPDenoiser:
+    torch.manual_seed(0)
+    cfg = DenoiserConfig(width=WIDTH, depth=DEPTH, dim_t=DIM_T, backend=backend, precision=precision)
+    return ResidualMLPDenoiser(cfg, D_IN).cuda().eval()
+
+
+@pytest.mark.parametrize("impl", ["reference-fp32", "reference-tf32", "compiled-fp32", "compiled-tf32",
+                                  "fused-graph-ieee", "fused-graph-tf32"])
+def test_sampling_100k(benchmark, impl) -> None:
+    kind, *rest = impl.split("-")
+    precision = rest[-1]
+    schedule = heun_schedule(EDMConfig())
+    if kind == "fused":
+        sampler = FusedHeunSampler(network("fused", precision), schedule, 1.0, ROWS, D_IN, "cuda", graph=True)
+        run_once = sampler.sample
+    else:
+        set_tf32(precision == "tf32")
+        net = network("reference")
+        if kind == "compiled":
+            net = torch.compile(net)
+
+        @torch.inference_mode()
+        def run_once():
+            return heun_sample(lambda x, s: denoise(net, x, s, 1.0), (ROWS, D_IN), schedule, device="cuda")
+
+    def run():
+        out = run_once()
+        torch.cuda.synchronize()
+        return out
+
+    run()  # warm-up: compilation, autotuning, graph capture
+    benchmark.group = "sampling 100k rows, width 1024, 128 Heun steps"
+    benchmark.extra_info.update(rows_per_call=ROWS, unit="rows/s", precision=precision,
+                                flop_per_call=flops_per_row_eval() * ROWS * (2 * schedule.num_steps - 1))
+    out = benchmark.pedantic(run, rounds=2, iterations=1)
+    assert torch.isfinite(out).all()
+    set_tf32(False)
+
+
+@pytest.mark.parametrize("impl", ["reference-fp32", "fused-graph-ieee", "fused-graph-tf32"])
+def test_training_step_256(benchmark, impl) -> None:
+    kind, *rest = impl.split("-")
+    precision = rest[-1]
+    set_tf32(False)
+    torch.manual_seed(0)
+    backend = "fused" if kind == "fused" else "reference"
+    cfg = DenoiserConfig(width=WIDTH, depth=DEPTH, dim_t=DIM_T, backend=backend,
+                         precision="ieee" if precision == "fp32" else precision)
+    net = ResidualMLPDenoiser(cfg, D_IN).cuda()
+    data = torch.randn(100_000, D_IN, device="cuda")
+    trainer = DiffusionTrainer(net, data, EDMConfig(), TrainerConfig(cuda_graph=kind == "fused"), 256, 0)
+    for _ in range(5):
+        trainer.train_step()
+
+    def run():
+        for _ in range(20):
+            trainer.train_step()
+        torch.cuda.synchronize()
+
+    benchmark.group = "training step, batch 256, width 1024"
+    benchmark.extra_info.update(rows_per_call=20, unit="steps/s", precision=precision)
+    benchmark.pedantic(run, rounds=5, iterations=1)

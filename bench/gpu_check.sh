@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# One command for a GPU machine that has torch, triton, CMake, ninja, pybind11, scikit-build-core,
+# pytest and pytest-benchmark but no registry access (and no simulators): build and install the
+# package without fetching anything, run the `gpu` tests, run the GPU benchmarks, print one table.
+# Usage: bash bench/gpu_check.sh  (results under $OUT, default /tmp/gpu_check)
+set -uo pipefail
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+OUT="${OUT:-/tmp/gpu_check}"
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/device.txt"
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUT/device.txt"
+
+echo "== build and install (no deps, no build isolation)"
+python3 -m pip install --no-deps --no-build-isolation --no-index "$REPO" > "$OUT/install.log" 2>&1 \
+  || { tail -30 "$OUT/install.log"; exit 1; }
+cd "$OUT"  # never import the bare source tree
+python3 -c "import synther_fast._replay, synther_fast.kernels.residual_block; print('installed', synther_fast.__file__)" \
+  || exit 1
+
+echo "== tests (GPU-capable files; the simulator tests need gymnasium, absent here)"
+TESTS=(test_residual_block.py test_edm_step.py test_gpu_diffusion.py test_agents.py test_prefetch.py
+       test_replay_buffer.py test_mixed_sampler.py test_edm.py test_diffusion_parts.py test_synther_api.py)
+python3 -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider -q \
+  --junitxml "$OUT/tests.xml" "${TESTS[@]/#/$REPO/tests/}" 2>&1 | tail -25
+
+echo "== benchmarks"
+python3 -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider -q \
+  "$REPO/bench/bench_diffusion_gpu.py" --benchmark-json "$OUT/bench_diffusion_gpu.json" 2>&1 | tail -5
+python3 -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider -q \
+  "$REPO/bench/bench_agents.py" "$REPO/bench/bench_diffusion.py" --benchmark-json "$OUT/bench_agents.json" 2>&1 | tail -5
+
+echo "== summary"
+python3 "$REPO/bench/gpu_summary.py" "$OUT/tests.xml" "$OUT/bench_diffusion_gpu.json" "$OUT/bench_agents.json" \
+  | tee "$OUT/summary.txt"

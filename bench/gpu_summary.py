@@ -1,0 +1,46 @@
+"""Summary table of the GPU check: correctness verdicts and throughput ratios from the JSON files.
+
+Usage: python bench/gpu_summary.py PYTEST_JUNIT.xml BENCH1.json [BENCH2.json ...]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import xml.etree.ElementTree as ET
+
+
+def main() -> None:
+    junit, benches = sys.argv[1], sys.argv[2:]
+    root = ET.parse(junit).getroot()
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    print("GPU tests:", {k: suite.get(k) for k in ("tests", "failures", "errors", "skipped")})
+    for case in suite.iter("testcase"):
+        bad = case.find("failure") if case.find("failure") is not None else case.find("error")
+        if bad is not None:
+            print(f"  FAIL {case.get('classname')}.{case.get('name')}: {(bad.get('message') or '')[:200]}")
+    rates, groups = {}, {}
+    for path in benches:
+        for b in json.load(open(path))["benchmarks"]:
+            info = b.get("extra_info", {})
+            rate = info.get("rows_per_call", 1) / b["stats"]["median"]
+            groups.setdefault(b["group"], []).append((b["name"], rate, info))
+            if b["group"].startswith("dense matmul"):
+                rates[info["precision"]] = rate * 1e12  # FLOP/s
+    for group, items in groups.items():
+        print(f"\n{group}")
+        base = next((r for n, r, _ in items if "reference-fp32" in n or "[reference" in n), None)
+        for name, rate, info in items:
+            line = f"  {name:<55} {rate:>14,.1f} {info.get('unit', '')}"
+            if base and "matmul" not in group:
+                line += f"   {rate / base:6.2f}x vs eager fp32"
+            prec = {"ieee": "fp32", "fp32": "fp32", "tf32": "tf32", "bf16": "bf16"}.get(info.get("precision", ""))
+            if "flop_per_call" in info and prec in rates:
+                floor_s = info["flop_per_call"] / rates[prec]
+                achieved_s = info["rows_per_call"] / rate
+                line += f"   {floor_s / achieved_s:5.1%} of the {prec} matmul floor"
+            print(line)
+
+
+if __name__ == "__main__":
+    main()
