@@ -2,8 +2,11 @@
 # One command for a GPU machine that has torch, triton, CMake, ninja, pybind11, scikit-build-core,
 # pytest and pytest-benchmark but no registry access (and no simulators): build and install the
 # package without fetching anything, run the `gpu` tests, run the GPU benchmarks, print one table.
-# Usage: bash bench/gpu_check.sh  (results under $OUT, default /tmp/gpu_check)
+# Usage: bash bench/gpu_check.sh [all|tests|bench]   (results under $OUT, default /tmp/gpu_check)
+# "tests" and "bench" split the work for callers limited to ~10 minutes per command; the install
+# runs in each stage (a few seconds).
 set -uo pipefail
+STAGE="${1:-all}"
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="${OUT:-/tmp/gpu_check}"
 mkdir -p "$OUT"
@@ -18,18 +21,24 @@ cd "$OUT"  # never import the bare source tree
 python3 -c "import synther_fast._replay, synther_fast.kernels.residual_block; print('installed', synther_fast.__file__)" \
   || exit 1
 
+if [[ "$STAGE" == all || "$STAGE" == tests ]]; then
 echo "== tests (GPU-capable files; the simulator tests need gymnasium, absent here)"
 TESTS=(test_residual_block.py test_edm_step.py test_gpu_diffusion.py test_agents.py test_prefetch.py
        test_replay_buffer.py test_mixed_sampler.py test_edm.py test_diffusion_parts.py test_synther_api.py)
 python3 -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider -q \
   --junitxml "$OUT/tests.xml" "${TESTS[@]/#/$REPO/tests/}" 2>&1 | tail -25
 
+fi
+
+if [[ "$STAGE" == all || "$STAGE" == bench ]]; then
 echo "== benchmarks"
 python3 -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider -q \
   "$REPO/bench/bench_diffusion_gpu.py" --benchmark-json "$OUT/bench_diffusion_gpu.json" 2>&1 | tail -5
 python3 -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider -q \
   "$REPO/bench/bench_agents.py" "$REPO/bench/bench_diffusion.py" --benchmark-json "$OUT/bench_agents.json" 2>&1 | tail -5
 
+fi
+
 echo "== summary"
-python3 "$REPO/bench/gpu_summary.py" "$OUT/tests.xml" "$OUT/bench_diffusion_gpu.json" "$OUT/bench_agents.json" \
-  | tee "$OUT/summary.txt"
+shopt -s nullglob
+python3 "$REPO/bench/gpu_summary.py" "$OUT/tests.xml" "$OUT"/bench_*.json | tee "$OUT/summary.txt"

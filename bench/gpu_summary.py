@@ -12,10 +12,15 @@ import xml.etree.ElementTree as ET
 
 def main() -> None:
     junit, benches = sys.argv[1], sys.argv[2:]
-    root = ET.parse(junit).getroot()
-    suite = root if root.tag == "testsuite" else root.find("testsuite")
-    print("GPU tests:", {k: suite.get(k) for k in ("tests", "failures", "errors", "skipped")})
-    for case in suite.iter("testcase"):
+    try:
+        root = ET.parse(junit).getroot()
+    except (OSError, ET.ParseError):
+        root = None
+        print(f"GPU tests: no results in {junit} (run the 'tests' stage)")
+    suite = None if root is None else (root if root.tag == "testsuite" else root.find("testsuite"))
+    if suite is not None:
+        print("GPU tests:", {k: suite.get(k) for k in ("tests", "failures", "errors", "skipped")})
+    for case in ([] if suite is None else suite.iter("testcase")):
         bad = case.find("failure") if case.find("failure") is not None else case.find("error")
         if bad is not None:
             print(f"  FAIL {case.get('classname')}.{case.get('name')}: {(bad.get('message') or '')[:200]}")

@@ -48,7 +48,7 @@ def _dot(a, b, PRECISION: tl.constexpr):
         return tl.dot(a, b, input_precision="ieee")
 
 
-@triton.autotune(configs=_configs(), key=["M", "N"])
+@triton.autotune(configs=_configs(), key=["M", "N", "PRECISION"])
 @triton.jit
 def _residual_block_fwd_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr, M, N, stride_xm, stride_wn, stride_ym,
@@ -73,7 +73,7 @@ def _residual_block_fwd_kernel(
     tl.store(y_ptr + rm[:, None] * stride_ym + rn[None, :], acc + bias[None, :] + residual, mask=mask)
 
 
-@triton.autotune(configs=_configs(), key=["M", "N"])
+@triton.autotune(configs=_configs(), key=["M", "N", "PRECISION"])
 @triton.jit
 def _residual_block_bwd_input_kernel(
     g_ptr, x_ptr, w_ptr, gx_ptr, M, N, stride_gm, stride_xm, stride_wn, stride_gxm,
@@ -98,7 +98,7 @@ def _residual_block_bwd_input_kernel(
     tl.store(gx_ptr + rm[:, None] * stride_gxm + rk[None, :], grad, mask=mask)
 
 
-@triton.autotune(configs=_configs(), key=["M", "N"])
+@triton.autotune(configs=_configs(), key=["M", "N", "PRECISION"])
 @triton.jit
 def _residual_block_bwd_weight_kernel(
     g_ptr, x_ptr, gw_ptr, gb_ptr, M, N, stride_gm, stride_xm, stride_gwn,

@@ -24,8 +24,11 @@ class StaticStep:
         self.warmup = warmup
         self.graph: torch.cuda.CUDAGraph | None = None
         self.outputs: Any = None
+        self.last_call_updates = 0
+        """updates the last call ran: 1, or warmup + 1 for the call that captured"""
 
     def __call__(self) -> Any:
+        self.last_call_updates = 1
         if not self.capture:
             return self.fn()
         if self.graph is None:
@@ -36,7 +39,9 @@ class StaticStep:
                     self.fn()
             torch.cuda.current_stream().wait_stream(stream)
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
+            # thread_local: a prefetch thread's syncs elsewhere must not invalidate the capture
+            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
                 self.outputs = self.fn()
+            self.last_call_updates = self.warmup + 1
         self.graph.replay()
         return self.outputs

@@ -43,7 +43,9 @@ class GaussianPolicy(nn.Module):
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         mean = self.net(obs)
         std = self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
-        return torch.distributions.Normal(mean, std).log_prob(action).sum(-1)
+        # validate_args=False: validation converts a device tensor to a bool (a host sync), which
+        # is not allowed while a CUDA graph is being captured.
+        return torch.distributions.Normal(mean, std, validate_args=False).log_prob(action).sum(-1)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs)  # the deterministic (mean) action used for evaluation
@@ -122,11 +124,12 @@ class IQL:
     def update(self, batch: Any) -> dict[str, torch.Tensor]:
         if batch is not self._bound:
             self._step, self._bound = StaticStep(self._step_fn(batch), self.device), batch
-        self.total_updates += 1
         out = self._step()
         # Outside the (captured) step: a schedule changes the lr, which a graph would have frozen
         # (on CUDA the fast optimiser's lr is a device tensor that the scheduler fills in place).
-        self.actor_lr_schedule.step()
+        for _ in range(self._step.last_call_updates):  # capture warm-ups are real updates
+            self.total_updates += 1
+            self.actor_lr_schedule.step()
         return out
 
     @torch.no_grad()

@@ -105,7 +105,9 @@ class TD3BC:
         step = self._steps.get(with_actor)
         if step is None:
             step = self._steps[with_actor] = StaticStep(self._step_fn(batch, with_actor), self.device)
-        return step()
+        out = step()
+        self.total_updates += step.last_call_updates - 1  # capture warm-ups are real updates
+        return out
 
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
@@ -119,7 +121,8 @@ class TD3BC:
             "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
             "state_mean": self.state_mean, "state_std": self.state_std,
             "total_updates": self.total_updates,
-            "generator": self.generator.get_state() if self.generator is not None else torch.empty(0),
+            # On CUDA the target-policy noise comes from the default CUDA generator.
+            "generator": self.generator.get_state() if self.generator is not None else torch.cuda.get_rng_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -128,5 +131,7 @@ class TD3BC:
         self.state_mean.copy_(state["state_mean"])
         self.state_std.copy_(state["state_std"])
         self.total_updates = int(state["total_updates"])
-        if self.generator is not None and state["generator"].numel():
-            self.generator.set_state(state["generator"])
+        if self.generator is not None:
+            self.generator.set_state(state["generator"].cpu())
+        else:
+            torch.cuda.set_rng_state(state["generator"].cpu())

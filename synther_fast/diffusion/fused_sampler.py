@@ -42,6 +42,9 @@ class FusedHeunSampler:
         n = schedule.num_steps
         self.noise = torch.empty((n + 1, rows, width), device=self.device) if noise == "input" else None
         self.graph_enabled = self.device.type == "cuda" if graph is None else graph
+        if self.graph_enabled and generator is not None:
+            raise ValueError("a captured sampler draws from the default CUDA generator; seed it with "
+                             "torch.cuda.manual_seed instead of passing a generator")
         self.graph: torch.cuda.CUDAGraph | None = None
         # Static per-step values, built once on the host.
         self.c_noise_hat = [torch.full((rows,), _pre(t, sigma_data)[3], device=self.device)
@@ -91,13 +94,18 @@ class FusedHeunSampler:
         if not self.graph_enabled:
             return self._loop()
         if self.graph is None:
+            # The warm-up draws noise too: restore the generator afterwards, so the first replay
+            # draws what any later replay after the same seeding draws.
+            rng_state = torch.cuda.get_rng_state(self.device)
             stream = torch.cuda.Stream()
             stream.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(stream):
                 self._loop()  # warm-up: Triton compilation and autotuning happen outside capture
             torch.cuda.current_stream().wait_stream(stream)
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
+            # thread_local: a prefetch thread's syncs elsewhere must not invalidate the capture
+            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
                 self._loop()
+            torch.cuda.set_rng_state(rng_state, self.device)
         self.graph.replay()
         return self.out

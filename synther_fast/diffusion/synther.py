@@ -121,14 +121,15 @@ class SynthER:
         bar = _progress(trainer.step, cfg.steps, progress)
         started = time.perf_counter()
         while trainer.step < last:
+            before = trainer.step
             loss = trainer.train_step()
-            bar.update(1)
+            bar.update(trainer.step - before)  # the first captured step also ran 3 warm-up steps
             if trainer.step % cfg.log_every == 0 or trainer.step == last:
                 value = float(loss)  # the only host sync, every log_every steps
                 if not np.isfinite(value):
                     raise FloatingPointError(f"diffusion loss became {value} at step {trainer.step}")
                 self.history.append({"step": trainer.step, "loss": value,
-                                     "lr": trainer.scheduler.get_last_lr()[0]})
+                                     "lr": float(trainer.scheduler.get_last_lr()[0])})
                 bar.set_postfix(loss=f"{value:.4f}")
             if checkpoint is not None and (trainer.step % cfg.checkpoint_every == 0 or trainer.step == last):
                 self._write_checkpoint(checkpoint, trainer, prints)
@@ -196,7 +197,8 @@ class SynthER:
         cache = self.__dict__.setdefault("_samplers", {})
         key = (n, schedule.num_steps, id(self.ema))
         if key not in cache:
-            cache.clear()  # one captured graph at a time: each holds its own activations
+            if len(cache) >= 2:  # a full chunk and a remainder; each graph holds its activations
+                cache.pop(next(iter(cache)))
             cache[key] = FusedHeunSampler(self.ema, schedule, self.config.edm.sigma_data, n,
                                           self.layout.width, self.device, clamp=clamp)
         return cache[key]

@@ -110,7 +110,7 @@ class DiffusionTrainer:
                     self.step += 1
             torch.cuda.current_stream().wait_stream(stream)
             self._graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self._graph):
+            with torch.cuda.graph(self._graph, capture_error_mode="thread_local"):
                 self._graph_loss = self._step_body()
         self._graph.replay()
         self.scheduler.step()

@@ -29,7 +29,9 @@ class Batch:
             )
         self.data = data
         self.layout = layout
-        self.array = _as_numpy(data)  # the same memory, as numpy, for the C++ sampler
+        on_cpu = isinstance(data, np.ndarray) or getattr(data.device, "type", "cpu") == "cpu"
+        # The same memory as numpy, for the C++ sampler; device batches (prefetch targets) have none.
+        self.array = _as_numpy(data) if on_cpu else None
         self.obs = data[:, layout.obs]
         self.action = data[:, layout.action]
         self.reward = data[:, layout.reward]
