@@ -224,11 +224,13 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
     timings: dict[str, float] = dict(run.state.get("timings", {}))
 
     def timed(phase: str, fn):
+        already_done = run.done(phase)  # a finished phase is only reloaded: no time to record
         start = time.perf_counter()
         out = fn()
-        if not run.done(phase):
+        if not already_done:
             timings[phase] = timings.get(phase, 0.0) + time.perf_counter() - start
             run.state["timings"] = timings
+            write_json(run.state_file, run.state)
         return out
 
     dataset = timed("dataset", lambda: _dataset_phase(config, run, progress))
@@ -247,8 +249,6 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
     for arm in config.arms:
         arms[arm] = timed(f"agent_{arm}", lambda arm=arm: _agent_phase(
             config, run, arm, dataset, real_rows, synthetic_rows, layout, device, metrics, progress))
-        run.state["timings"] = timings
-        write_json(run.state_file, run.state)
     metrics.close()
     summary = {
         "env": config.env, "algo": config.algo, "seed": config.seed, "preset": config.preset,

@@ -42,6 +42,8 @@ def test_end_to_end_writes_everything(tmp_path) -> None:
         assert all(np.isfinite(e["critic_loss"]) for e in info["evaluations"])
     assert summary["arms"]["mixed"]["ratio"] == 0.5 and summary["arms"]["synthetic"]["ratio"] == 1.0
     assert 0 < summary["fidelity"]["mean_ks"] < 1
+    assert set(summary["seconds"]) == {"dataset", "diffusion", "generate", "agent_real", "agent_synthetic",
+                                       "agent_mixed"} and all(v > 0 for v in summary["seconds"].values())
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert {r["phase"] for r in records} == {"agent_real", "agent_synthetic", "agent_mixed"}
     with np.load(run / "synthetic.npz") as f:
