@@ -135,12 +135,15 @@ def load_policy(path: str | os.PathLike[str], device: str = "cpu") -> tuple[Poli
         raise FileNotFoundError(f"policy checkpoint {path} does not exist")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-        if state.get("kind") != "sac_actor":
-            raise DatasetError(f"{path}: not a policy checkpoint")
+    except Exception as exc:  # torch raises many types for a damaged zip/pickle
+        raise DatasetError(f"{path}: unreadable policy checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict) or state.get("kind") != "sac_actor":
+        raise DatasetError(f"{path}: not a policy checkpoint")
+    try:
         actor = TanhGaussianActor(int(state["obs_dim"]), int(state["act_dim"]), tuple(state["hidden"])).to(device)
         actor.load_state_dict(state["actor"])
-    except (RuntimeError, KeyError, AttributeError, EOFError, OSError) as exc:
-        raise DatasetError(f"{path}: unreadable policy checkpoint ({type(exc).__name__}: {exc})") from None
+    except (RuntimeError, KeyError, TypeError) as exc:
+        raise DatasetError(f"{path}: policy checkpoint does not match its sizes ({exc})") from None
     actor.eval()
 
     @torch.no_grad()
