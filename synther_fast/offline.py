@@ -22,6 +22,7 @@ import torch
 
 from synther_fast.config import SynthERConfig, paper_offline, quick
 from synther_fast.io import atomic_write
+from synther_fast.progress import progress_bar
 
 ARMS = {"real": 0.0, "synthetic": 1.0, "mixed": None}
 ALGOS = ("td3_bc", "iql")
@@ -321,10 +322,7 @@ def _generate_phase(config, run, model, progress):
         with np.load(path) as f:
             return f["rows"]
     chunks, written = [], 0
-    from tqdm.auto import tqdm
-
-    with tqdm(total=config.synthetic_rows, desc="generate", unit="row", disable=not progress,
-              mininterval=1.0) as bar:
+    with progress_bar(config.synthetic_rows, "generate", unit="row", enabled=progress) as bar:
         for rows in model.iter_chunks(config.synthetic_rows, seed=config.seed):
             chunks.append(rows)
             written += len(rows)
@@ -388,10 +386,8 @@ def _agent_phase(config, run, arm, dataset, real_rows, synthetic_rows, layout, d
         agent.load_state_dict(state["agent"])
         prefetch.load_state_dict(json.loads(state["sampler"]))
         step, evaluations = int(state["step"]), json.loads(state["evaluations"])
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=config.agent_steps, initial=step, desc=f"{config.algo} on {arm}", unit="update",
-               disable=not progress, mininterval=1.0, dynamic_ncols=True)
+    bar = progress_bar(config.agent_steps, f"{config.algo} on {arm}", unit="update", enabled=progress,
+                       initial=step)
     started = time.perf_counter()
     try:
         while step < config.agent_steps:

@@ -15,6 +15,7 @@ import torch
 
 from synther_fast.data.dataset import Dataset, DatasetError
 from synther_fast.io import atomic_write
+from synther_fast.progress import progress_bar
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
@@ -33,7 +34,7 @@ def rollouts(env_name: str, policy: Policy | None, steps: int, seed: int = 0,
     buf: dict[str, list[Any]] = {k: [] for k in ("obs", "act", "rew", "next", "term", "trunc")}
     obs, _ = env.reset(seed=seed)
     episode = 0
-    bar = _bar(steps, f"collect {env_name}", progress)
+    bar = progress_bar(steps, f"collect {env_name}", enabled=progress)
     for t in range(steps):
         if policy is None:
             action = rng.uniform(-1, 1, act_dim)
@@ -79,7 +80,7 @@ def sac_replay(env_name: str, steps: int, seed: int = 0, device: str = "cpu",
     rng = np.random.default_rng(seed)
     timeouts = np.zeros(steps, np.float32)
     obs, _ = env.reset(seed=seed)
-    bar = _bar(steps, f"SAC on {env_name}", progress)
+    bar = progress_bar(steps, f"SAC on {env_name}", enabled=progress)
     returns, episode_return = [], 0.0
     for t in range(steps):
         action = rng.uniform(-1, 1, act_dim) if t < config.start_steps else agent.act(obs[None])[0]
@@ -161,9 +162,3 @@ def shipped_policy_path(env_name: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"no policy checkpoint is shipped for {env_name} (looked for {path})")
     return path
-
-
-def _bar(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="step", disable=not enabled, mininterval=1.0, dynamic_ncols=True)

@@ -20,6 +20,7 @@ from synther_fast.diffusion.edm import denoise, heun_sample, heun_schedule
 from synther_fast.diffusion.normalizer import Normalizer
 from synther_fast.diffusion.trainer import DiffusionTrainer
 from synther_fast.io import atomic_write
+from synther_fast.progress import progress_bar
 from synther_fast.replay.layout import TransitionLayout
 
 MODEL_FORMAT = "synther_fast.SynthER"
@@ -118,7 +119,7 @@ class SynthER:
             self._resume(trainer, resume, prints)
         self.ema = trainer.ema
         last = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
-        bar = _progress(trainer.step, cfg.steps, progress)
+        bar = progress_bar(cfg.steps, "diffusion fit", enabled=progress, initial=trainer.step)
         started = time.perf_counter()
         while trainer.step < last:
             before = trainer.step
@@ -324,10 +325,3 @@ def _read_payload(path: str | os.PathLike[str], device: torch.device) -> dict[st
             f"{path}: model file version {payload.get('version')} is not supported (reads {MODEL_VERSION})"
         )
     return payload
-
-
-def _progress(start: int, total: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=start, desc="diffusion fit", unit="step", disable=not enabled,
-                dynamic_ncols=True, mininterval=1.0)

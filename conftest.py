@@ -1,4 +1,4 @@
-"""Shared test set-up.
+"""Shared set-up of the test and benchmark suites (tests/ and bench/).
 
 TRITON_INTERPRET must be set before any @triton.jit kernel is defined, so it is decided here, at
 import time of the test session: without a CUDA device the Triton kernels run in the interpreter.
