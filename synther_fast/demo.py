@@ -1,7 +1,6 @@
-"""``synther-fast demo``: a replay demonstration with real measurements.
+"""``synther-fast replay-demo``: a replay demonstration with real measurements.
 
-Until the offline pipeline lands this is the package's main job: it fills a real and a synthetic
-buffer with HalfCheetah-sized transitions of a small stochastic linear system, draws 50/50 batches
+It fills a real and a synthetic buffer with HalfCheetah-sized transitions of a small stochastic linear system, draws 50/50 batches
 with the C++ MixedSampler and with the plain NumPy reference, samples again while writer threads add
 rows at an environment-like rate, and round-trips the buffer through a file.
 """

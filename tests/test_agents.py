@@ -128,7 +128,7 @@ def test_fast_update_equals_reference_update(algo: str) -> None:
     for name in ("critic", "critic_target") if algo == "td3_bc" else ("q", "q_target"):
         getattr(fast, name).net.load_from_mlps(list(getattr(ref, name).nets))
     b = batch(2)
-    for step in range(6):
+    for _ in range(6):
         out_fast, out_ref = fast.update(b), ref.update(b)
         for key in out_ref:
             torch.testing.assert_close(out_fast[key], out_ref[key], rtol=1e-4, atol=1e-5)

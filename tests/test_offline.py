@@ -34,7 +34,7 @@ def test_end_to_end_writes_everything(tmp_path) -> None:
         assert (run / name).exists(), name
     summary = json.loads((run / "summary.json").read_text())
     assert set(summary["arms"]) == {"real", "synthetic", "mixed"}
-    for arm, info in summary["arms"].items():
+    for info in summary["arms"].values():
         assert np.isfinite(info["return_mean"]) and info["updates"] == 60
         assert info["normalized_score"] == pytest.approx(
             100 * (info["return_mean"] + 280.178953) / (12135.0 + 280.178953))
