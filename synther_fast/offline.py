@@ -99,8 +99,15 @@ class OfflineConfig:
         if unknown:
             raise ValueError(f"unknown OfflineConfig fields: {sorted(unknown)}")
         for key in ("arms", "collect_noise"):
-            if key in top and isinstance(top[key], (list, str)):
-                top[key] = (top[key],) if isinstance(top[key], str) else tuple(top[key])
+            if key in top and not isinstance(top[key], tuple):
+                value = top[key]
+                top[key] = tuple(value) if isinstance(value, list) else (value,)
+        defaults = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for key, value in top.items():  # e.g. --set agent_steps=1e5 arrives as a float
+            if isinstance(defaults[key], int) and not isinstance(defaults[key], bool) and isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError(f"OfflineConfig.{key} must be an integer, got {value}")
+                top[key] = int(value)
         config = dataclasses.replace(self, **top)
         if synther:
             config = dataclasses.replace(config, synther=config.synther.replace(**synther))
@@ -235,6 +242,11 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
         return out
 
     dataset = timed("dataset", lambda: _dataset_phase(config, run, progress))
+    if (dataset.obs_dim, dataset.act_dim) != (spec.obs_dim, spec.act_dim):
+        raise ValueError(
+            f"the dataset has observations of {dataset.obs_dim} and actions of {dataset.act_dim} "
+            f"dimensions, but {config.env} has {spec.obs_dim} and {spec.act_dim}: pass the matching --env"
+        )
     layout = dataset.layout(spec.has_terminal)
     real_rows = dataset.to_rows(layout)
     needs_synthetic = any(a != "real" for a in config.arms)
@@ -363,7 +375,9 @@ def _agent_phase(config, run, arm, dataset, real_rows, synthetic_rows, layout, d
     if run.done(phase):
         return run.state["done"][phase]
     ratio = config.mixed_ratio if ARMS[arm] is None else ARMS[arm]
-    scale = reward_scale(dataset) if config.algo == "iql" else 1.0
+    # CORL's IQL scales rewards for the D4RL locomotion tasks only.
+    locomotion = config.env.split("-")[0] in ("HalfCheetah", "Hopper", "Walker2d")
+    scale = reward_scale(dataset) if config.algo == "iql" and locomotion else 1.0
 
     def buffer_of(rows):
         if rows is None:

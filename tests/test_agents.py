@@ -86,7 +86,7 @@ def test_iql_losses_by_hand(fast: bool) -> None:
         adv = tq - before.v(s).squeeze(-1)
         w = torch.where(adv < 0, 0.3, 0.7)
         v_loss = (w * adv**2).mean()
-        y = r + (1 - d) * 0.99 * agent.v(s2).squeeze(-1)  # V after its update, as CORL's order
+        y = r + (1 - d) * 0.99 * before.v(s2).squeeze(-1)  # V(s') read before V's update (CORL)
         q_loss = sum(((plain_q(before.q, k, s, b.action) - y) ** 2).mean() for k in range(2)) / 2
         mean = before.actor.net(s)
         std = before.actor.log_std.exp()

@@ -61,6 +61,14 @@ def test_d4rl_without_next_observations_builds_them_from_episodes(tmp_path) -> N
     np.testing.assert_array_equal(loaded.next_observations[same_episode, 1], loaded.observations[same_episode, 1] + 1)
     # Only the terminal step of episode 0 crosses into the next episode (its target is masked).
     assert np.flatnonzero(~same_episode).tolist() == [4] and loaded.terminals[4] == 1
+    # Episode ends survive: the timed-out episode 1 now ends at its last kept step, and the file's
+    # last row closes episode 2; returns split per episode as in the original data.
+    assert np.flatnonzero(loaded.timeouts).tolist() == [8, 12]
+    assert len(loaded.episode_returns()) == 3
+    with h5py.File(path, "a") as f:
+        del f["timeouts"]
+    with pytest.raises(DatasetError, match="needs 'timeouts'"):
+        load_dataset(path)
 
 
 def write_minari(folder, data: Dataset, length: int, dict_obs: bool = False) -> None:

@@ -126,3 +126,19 @@ def test_cli_collect_fit_generate(tmp_path) -> None:
     from synther_fast.data import load_dataset
 
     assert len(load_dataset(tmp_path / "s.npz")) == 64 and len(load_dataset(tmp_path / "d.npz")) == 500
+
+
+def test_overrides_coerce_cli_values() -> None:
+    config = offline_quick().with_overrides(collect_noise=0.5, agent_steps=1e5, arms="real")
+    assert config.collect_noise == (0.5,) and config.agent_steps == 100_000 and config.arms == ("real",)
+    with pytest.raises(ValueError, match="integer"):
+        offline_quick().with_overrides(agent_steps=2.5)
+
+
+def test_dataset_must_fit_the_environment(tmp_path) -> None:
+    from synther_fast.data import save_dataset
+    from synther_fast.data.collect import rollouts
+
+    save_dataset(rollouts("Hopper-v5", None, 300), tmp_path / "hopper.npz")
+    with pytest.raises(ValueError, match="pass the matching --env"):
+        run_offline(tiny_config(dataset=str(tmp_path / "hopper.npz")), tmp_path / "run", progress=False)

@@ -1,7 +1,8 @@
 """IQL (Kostrikov et al. 2022) with CORL's defaults: expectile 0.7, beta 3, tau 0.005, Adam 3e-4
 for V, Q and the actor (cosine-decayed actor learning rate), a Gaussian actor with a tanh mean and
 a state-independent log std, advantages exponentiated and clipped at 100, 2x256 networks. The
-update is CORL's order: _update_v, _update_q, _update_policy, then the target soft update."""
+update is CORL's order: V(s') is read first, then _update_v, _update_q (with its target soft
+update) and _update_policy."""
 
 from __future__ import annotations
 
@@ -90,9 +91,8 @@ class IQL:
         self.v_opt.step()
         return v_loss.detach(), adv.detach()
 
-    def _update_q(self, obs, action, reward, next_obs, terminal) -> torch.Tensor:
+    def _update_q(self, obs, action, reward, next_v, terminal) -> torch.Tensor:
         with torch.no_grad():
-            next_v = self.v(next_obs).squeeze(-1)
             target = reward + (1.0 - terminal) * self.config.discount * next_v
         qs = self.q(obs, action)
         q_loss = ((qs - target) ** 2).mean(dim=1).mean()  # sum of per-critic mse / number of critics
@@ -114,8 +114,10 @@ class IQL:
         def run() -> dict[str, torch.Tensor]:
             obs, next_obs = self.normalize(batch.obs), self.normalize(batch.next_obs)
             reward, terminal = batch.reward.squeeze(-1), batch.terminal.squeeze(-1)
+            with torch.no_grad():  # V(s') before V's own update, as CORL computes it
+                next_v = self.v(next_obs).squeeze(-1)
             v_loss, adv = self._update_v(obs, batch.action)
-            q_loss = self._update_q(obs, batch.action, reward, next_obs, terminal)
+            q_loss = self._update_q(obs, batch.action, reward, next_v, terminal)
             policy_loss = self._update_policy(obs, batch.action, adv)
             return {"value_loss": v_loss, "q_loss": q_loss, "actor_loss": policy_loss}
 

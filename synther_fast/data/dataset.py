@@ -241,17 +241,25 @@ def _load_d4rl(path: Path) -> Dataset:
             raise DatasetError(f"{path}: truncated or corrupted HDF5 data ({exc})") from None
         env_name = f.attrs.get("env_name")
     n = len(data["observations"])
+    if "next_observations" not in data and "timeouts" not in data:
+        raise DatasetError(f"{path}: without 'next_observations' the file needs 'timeouts' to know "
+                           f"where episodes end")
     timeouts = data.get("timeouts", np.zeros(n))
     if "next_observations" in data:
         return Dataset(data["observations"], data["actions"], data["rewards"], data["next_observations"],
                        data["terminals"], timeouts, env_name, str(path))
     # Next observation = the following step of the same episode; drop steps ending by time-out
     # (their successor belongs to the next episode) and the final step.
-    keep = np.flatnonzero(np.asarray(timeouts[:-1]) == 0)
+    timeouts = np.asarray(timeouts) > 0
+    keep = np.flatnonzero(~timeouts[:-1])
     obs = np.asarray(data["observations"])
+    terminals = np.asarray(data["terminals"])[keep]
+    # The last kept step of a timed-out episode now ends it; so does the last row of the file.
+    ends = timeouts[keep + 1] & (terminals == 0)
+    if len(ends):
+        ends[-1] = terminals[-1] == 0
     return Dataset(obs[keep], np.asarray(data["actions"])[keep], np.asarray(data["rewards"])[keep],
-                   obs[keep + 1], np.asarray(data["terminals"])[keep], np.zeros(len(keep)), env_name,
-                   str(path))
+                   obs[keep + 1], terminals, ends, env_name, str(path))
 
 
 def _episode_array(group: Any, name: str, path: Path, episode: str) -> np.ndarray:
@@ -271,9 +279,10 @@ def _load_minari(folder: Path) -> Dataset:
     env_name = None
     meta_file = folder / "data" / "metadata.json"
     if meta_file.is_file():
-        try:
-            env_name = json.loads(meta_file.read_text()).get("env_spec", None)
-        except ValueError:
+        try:  # Minari stores the gymnasium EnvSpec as a JSON string
+            spec = json.loads(meta_file.read_text()).get("env_spec")
+            env_name = json.loads(spec).get("id") if isinstance(spec, str) else None
+        except (ValueError, AttributeError):
             env_name = None
     with _open_hdf5(main) as f:
         episodes = sorted((k for k in f.keys() if k.startswith("episode_")), key=lambda k: int(k.split("_")[1]))
