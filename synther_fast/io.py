@@ -46,3 +46,20 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def load_torch_dict(path: str | os.PathLike[str], map_location, error: type[Exception], what: str) -> dict:
+    """``torch.load(weights_only=True)`` of a file holding a dict; a missing file raises
+    FileNotFoundError, anything unreadable raises ``error`` naming the file and ``what`` it should be."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged zip/pickle
+        raise error(f"{path}: not a readable {what} ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict):
+        raise error(f"{path}: not a {what}")
+    return payload

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from synther_fast.config import SynthERConfig, paper_offline, quick
-from synther_fast.io import atomic_write
+from synther_fast.io import atomic_write, load_torch_dict
 from synther_fast.progress import progress_bar
 
 ARMS = {"real": 0.0, "synthetic": 1.0, "mixed": None}
@@ -396,7 +396,7 @@ def _agent_phase(config, run, arm, dataset, real_rows, synthetic_rows, layout, d
     step, evaluations = 0, []
     prefetch = Prefetcher(sampler, depth=2, device=device)
     if ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
+        state = load_torch_dict(ckpt, device, ValueError, "agent checkpoint")
         agent.load_state_dict(state["agent"])
         prefetch.load_state_dict(json.loads(state["sampler"]))
         step, evaluations = int(state["step"]), json.loads(state["evaluations"])

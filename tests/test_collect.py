@@ -58,7 +58,7 @@ def test_bad_policy_files(tmp_path) -> None:
     with pytest.raises(DatasetError, match="not a policy checkpoint"):
         load_policy(tmp_path / "x.pt")
     (tmp_path / "y.pt").write_bytes(b"garbage")
-    with pytest.raises(DatasetError, match="unreadable"):
+    with pytest.raises(DatasetError, match="not a readable policy checkpoint"):
         load_policy(tmp_path / "y.pt")
     with pytest.raises(FileNotFoundError, match="no policy checkpoint is shipped"):
         shipped_policy_path("Walker2d-v5")

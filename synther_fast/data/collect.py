@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from synther_fast.data.dataset import Dataset, DatasetError
-from synther_fast.io import atomic_write
+from synther_fast.io import atomic_write, load_torch_dict
 from synther_fast.progress import progress_bar
 
 Policy = Callable[[np.ndarray], np.ndarray]
@@ -131,14 +131,8 @@ def load_policy(path: str | os.PathLike[str], device: str = "cpu") -> tuple[Poli
     """A deterministic policy function from a saved SAC actor checkpoint."""
     from synther_fast.agents.sac import TanhGaussianActor
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"policy checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged zip/pickle
-        raise DatasetError(f"{path}: unreadable policy checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(state, dict) or state.get("kind") != "sac_actor":
+    state = load_torch_dict(path, device, DatasetError, "policy checkpoint")
+    if state.get("kind") != "sac_actor":
         raise DatasetError(f"{path}: not a policy checkpoint")
     try:
         actor = TanhGaussianActor(int(state["obs_dim"]), int(state["act_dim"]), tuple(state["hidden"])).to(device)

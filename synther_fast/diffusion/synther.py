@@ -19,7 +19,7 @@ from synther_fast.diffusion.denoiser import ResidualMLPDenoiser
 from synther_fast.diffusion.edm import denoise, heun_sample, heun_schedule
 from synther_fast.diffusion.normalizer import Normalizer
 from synther_fast.diffusion.trainer import DiffusionTrainer
-from synther_fast.io import atomic_write
+from synther_fast.io import atomic_write, load_torch_dict
 from synther_fast.progress import progress_bar
 from synther_fast.replay.layout import TransitionLayout
 
@@ -311,14 +311,8 @@ class SynthER:
 
 
 def _read_payload(path: str | os.PathLike[str], device: torch.device) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {path} does not exist")
-    try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged zip/pickle
-        raise ModelFileError(f"{path}: not a readable model file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+    payload = load_torch_dict(path, device, ModelFileError, "model file")
+    if payload.get("format") != MODEL_FORMAT:
         raise ModelFileError(f"{path}: not a synther_fast model file")
     if payload.get("version") != MODEL_VERSION:
         raise ModelFileError(
