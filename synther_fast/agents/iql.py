@@ -15,10 +15,9 @@ import torch
 from torch import nn
 
 from synther_fast.agents.graph import StaticStep
-from synther_fast.agents.networks import make_critic, make_optimizer, mlp, soft_update
+from synther_fast.agents.networks import LOG_STD_MAX, LOG_STD_MIN, make_critic, make_optimizer, mlp, soft_update
 
 EXP_ADV_MAX = 100.0
-LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,10 @@ import torch
 from torch import nn
 
 
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+"""Bounds of a Gaussian policy's log standard deviation (CORL's and the REDQ code's values)."""
+
+
 def mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...] = (256, 256), out_act: nn.Module | None = None) -> nn.Sequential:
     layers: list[nn.Module] = []
     last = in_dim

@@ -18,9 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from synther_fast.agents.networks import TwinCritic, make_optimizer, mlp, soft_update
-
-LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+from synther_fast.agents.networks import LOG_STD_MAX, LOG_STD_MIN, TwinCritic, make_optimizer, mlp, soft_update
 
 
 @dataclass(frozen=True)
