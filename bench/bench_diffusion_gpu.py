@@ -3,7 +3,7 @@ dim_t 256, HalfCheetah rows) sampling 100k rows with 128 Heun steps, and trainin
 
 Implementations, in the same run: the eager reference at fp32 (as the published code runs) and at
 TF32, torch.compile of the reference at both, and the fused Triton blocks + fused step kernels +
-one CUDA graph at IEEE fp32 and at TF32. The dense matmul rate of the GPU at each precision is
+one CUDA graph at IEEE fp32, 3xTF32, TF32 and bf16. The dense matmul rate of the GPU at each precision is
 measured here too, so the report can state the fraction of the matmul floor reached.
 """
 
@@ -57,7 +57,7 @@ def network(backend: str, precision: str = "ieee") -> ResidualMLPDenoiser:
 
 
 @pytest.mark.parametrize("impl", ["reference-fp32", "reference-tf32", "compiled-fp32", "compiled-tf32",
-                                  "fused-graph-ieee", "fused-graph-tf32"])
+                                  "fused-graph-ieee", "fused-graph-tf32x3", "fused-graph-tf32", "fused-graph-bf16"])
 def test_sampling_100k(benchmark, impl) -> None:
     kind, *rest = impl.split("-")
     precision = rest[-1]
@@ -89,7 +89,7 @@ def test_sampling_100k(benchmark, impl) -> None:
     set_tf32(False)
 
 
-@pytest.mark.parametrize("impl", ["reference-fp32", "fused-graph-ieee", "fused-graph-tf32"])
+@pytest.mark.parametrize("impl", ["reference-fp32", "fused-graph-ieee", "fused-graph-tf32x3", "fused-graph-tf32"])
 def test_training_step_256(benchmark, impl) -> None:
     kind, *rest = impl.split("-")
     precision = rest[-1]

@@ -7,9 +7,10 @@ loaded, bias and residual are added in the epilogue. Backward: grad_x = g + (g W
 kernel (relu mask on load, residual gradient in the epilogue); grad_W = g^T relu(x) and
 grad_b = sum_m g in a second kernel.
 
-Precision: ``"ieee"`` (fp32 products, the reference precision), ``"tf32"`` (tensor cores, ~3e-4
-relative error) or ``"bf16"`` (operands rounded to bf16, fp32 accumulation, ~1e-2). The default is
-IEEE; a faster precision is only ever chosen explicitly.
+Precision (see :mod:`synther_fast.kernels.precision`, which models each one in plain PyTorch):
+``"ieee"`` (fp32 products, the reference precision), ``"tf32"`` (tensor cores, 10-bit operands),
+``"tf32x3"`` (three TF32 products per tile, close to fp32) or ``"bf16"`` (operands rounded to bf16,
+fp32 accumulation). The precision is always an explicit argument.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from __future__ import annotations
 import torch
 
 from synther_fast.kernels._triton import interpreter_enabled, triton, tl
+from synther_fast.kernels.precision import PRECISIONS, check_precision
 
-PRECISIONS = ("ieee", "tf32", "bf16")
+__all__ = ["PRECISIONS", "ResidualBlockFunction", "residual_block", "residual_block_backward",
+           "residual_block_forward", "residual_block_reference"]
 
 
 def residual_block_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -26,16 +29,35 @@ def residual_block_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.
     return x + torch.nn.functional.linear(torch.relu(x), weight, bias)
 
 
+# Every kernel computes an output tile of BLOCK_M x BLOCK_N and reduces in BLOCK_K steps, so one
+# config set means the same thing for all three. Tensor-core precisions take large tiles; IEEE fp32
+# runs on the FMA units, where a thread holds its accumulators in registers, so its tiles keep
+# BLOCK_M * BLOCK_N / threads <= 32 (larger tiles spill: see bench/compile_check.py).
+def _config(m, n, k, warps, stages, group):
+    config = triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=warps, num_stages=stages)
+    config.precision_group = group
+    return config
+
+
 def _configs():
     if interpreter_enabled():  # one small configuration: the interpreter runs every config it sees
         return [triton.Config({"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16}, num_warps=1)]
     return [
-        triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=8, num_stages=3),
-        triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=4),
-        triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=4, num_stages=4),
-        triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 64}, num_warps=4, num_stages=3),
-        triton.Config({"BLOCK_M": 32, "BLOCK_N": 64, "BLOCK_K": 64}, num_warps=4, num_stages=3),
+        _config(128, 128, 32, 8, 3, "tensor"), _config(128, 64, 32, 4, 4, "tensor"),
+        _config(64, 128, 32, 4, 4, "tensor"), _config(64, 64, 64, 4, 3, "tensor"),
+        _config(128, 128, 32, 8, 3, "tf32x3"), _config(64, 64, 32, 4, 3, "tf32x3"),
+        _config(64, 64, 16, 4, 2, "fma"), _config(128, 64, 16, 8, 2, "fma"), _config(64, 128, 16, 8, 2, "fma"),
     ]
+
+
+def precision_group(precision: str) -> str:
+    return {"ieee": "fma", "tf32x3": "tf32x3"}.get(precision, "tensor")
+
+
+def _prune(configs, named_args, **kwargs):
+    """The autotuner times only the configs made for the call's precision."""
+    group = precision_group(kwargs["PRECISION"])
+    return [c for c in configs if getattr(c, "precision_group", group) == group]
 
 
 @triton.jit
@@ -44,90 +66,125 @@ def _dot(a, b, PRECISION: tl.constexpr):
         return tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16), out_dtype=tl.float32)
     elif PRECISION == "tf32":
         return tl.dot(a, b, input_precision="tf32")
+    elif PRECISION == "tf32x3":
+        return tl.dot(a, b, input_precision="tf32x3")
     else:
         return tl.dot(a, b, input_precision="ieee")
 
 
-@triton.autotune(configs=_configs(), key=["M", "N", "PRECISION"])
+_AUTOTUNE = dict(key=["M", "N", "PRECISION"], prune_configs_by={"early_config_prune": _prune})
+# Widths 256-2048 and batch 256 divide every BLOCK_K: the reduction loop then needs no masks.
+_EVEN_N = triton.heuristics({"EVEN_K": lambda args: args["N"] % args["BLOCK_K"] == 0})
+_EVEN_M = triton.heuristics({"EVEN_K": lambda args: args["M"] % args["BLOCK_K"] == 0})
+
+# Inside the reduction loops, out-of-range rows and columns of a tile read a valid row or column
+# (index modulo the size) instead of being masked; the stores are masked, so those lanes are
+# discarded. Only the reduction index is masked, and only when the size is not a multiple of
+# BLOCK_K. Pointers advance by increments (fewer live registers than recomputing them).
+
+
+@triton.autotune(configs=_configs(), **_AUTOTUNE)
+@_EVEN_N
 @triton.jit
 def _residual_block_fwd_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr, M, N, stride_xm, stride_wn, stride_ym,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+    EVEN_K: tl.constexpr,
 ):
+    # Tile (rows rm, output features rn) of y; reduces over the input features in BLOCK_K steps.
     pid_m, pid_n = tl.program_id(0), tl.program_id(1)
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    rk = tl.arange(0, BLOCK_K)
+    x_ptrs = x_ptr + (rm % M)[:, None] * stride_xm + rk[None, :]
+    w_ptrs = w_ptr + (rn % N)[None, :] * stride_wn + rk[:, None]  # (k, n) of W^T is W[n, k]
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, N, BLOCK_K):
-        rk = k0 + tl.arange(0, BLOCK_K)
-        x = tl.load(x_ptr + rm[:, None] * stride_xm + rk[None, :],
-                    mask=(rm[:, None] < M) & (rk[None, :] < N), other=0.0)
-        x = tl.maximum(x, 0.0)  # relu on load
-        # (k, n) of W^T is W[n, k]
-        w = tl.load(w_ptr + rn[None, :] * stride_wn + rk[:, None],
-                    mask=(rk[:, None] < N) & (rn[None, :] < N), other=0.0)
-        acc += _dot(x, w, PRECISION)
+        if EVEN_K:
+            x = tl.load(x_ptrs)
+            w = tl.load(w_ptrs)
+        else:
+            x = tl.load(x_ptrs, mask=rk[None, :] < N - k0, other=0.0)
+            w = tl.load(w_ptrs, mask=rk[:, None] < N - k0, other=0.0)
+        acc += _dot(tl.maximum(x, 0.0), w, PRECISION)  # relu on load
+        x_ptrs += BLOCK_K
+        w_ptrs += BLOCK_K
     mask = (rm[:, None] < M) & (rn[None, :] < N)
     bias = tl.load(b_ptr + rn, mask=rn < N, other=0.0)
     residual = tl.load(x_ptr + rm[:, None] * stride_xm + rn[None, :], mask=mask, other=0.0)
     tl.store(y_ptr + rm[:, None] * stride_ym + rn[None, :], acc + bias[None, :] + residual, mask=mask)
 
 
-@triton.autotune(configs=_configs(), key=["M", "N", "PRECISION"])
+@triton.autotune(configs=_configs(), **_AUTOTUNE)
+@_EVEN_N
 @triton.jit
 def _residual_block_bwd_input_kernel(
     g_ptr, x_ptr, w_ptr, gx_ptr, M, N, stride_gm, stride_xm, stride_wn, stride_gxm,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+    EVEN_K: tl.constexpr,
 ):
-    # Tile (BLOCK_M, BLOCK_K) of grad_x; reduces over the output features n in BLOCK_N steps.
-    pid_m, pid_k = tl.program_id(0), tl.program_id(1)
+    # Tile (rows rm, input features rc) of grad_x = g W; reduces over the output features.
+    pid_m, pid_n = tl.program_id(0), tl.program_id(1)
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    rk = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
-    acc = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
-    for n0 in range(0, N, BLOCK_N):
-        rn = n0 + tl.arange(0, BLOCK_N)
-        g = tl.load(g_ptr + rm[:, None] * stride_gm + rn[None, :],
-                    mask=(rm[:, None] < M) & (rn[None, :] < N), other=0.0)
-        w = tl.load(w_ptr + rn[:, None] * stride_wn + rk[None, :],
-                    mask=(rn[:, None] < N) & (rk[None, :] < N), other=0.0)
+    rc = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    rr = tl.arange(0, BLOCK_K)
+    g_ptrs = g_ptr + (rm % M)[:, None] * stride_gm + rr[None, :]
+    w_ptrs = w_ptr + rr[:, None] * stride_wn + (rc % N)[None, :]
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for r0 in range(0, N, BLOCK_K):
+        if EVEN_K:
+            g = tl.load(g_ptrs)
+            w = tl.load(w_ptrs)
+        else:
+            g = tl.load(g_ptrs, mask=rr[None, :] < N - r0, other=0.0)
+            w = tl.load(w_ptrs, mask=rr[:, None] < N - r0, other=0.0)
         acc += _dot(g, w, PRECISION)
-    mask = (rm[:, None] < M) & (rk[None, :] < N)
-    x = tl.load(x_ptr + rm[:, None] * stride_xm + rk[None, :], mask=mask, other=0.0)
-    g_residual = tl.load(g_ptr + rm[:, None] * stride_gm + rk[None, :], mask=mask, other=0.0)
+        g_ptrs += BLOCK_K
+        w_ptrs += BLOCK_K * stride_wn
+    mask = (rm[:, None] < M) & (rc[None, :] < N)
+    x = tl.load(x_ptr + rm[:, None] * stride_xm + rc[None, :], mask=mask, other=0.0)
+    g_residual = tl.load(g_ptr + rm[:, None] * stride_gm + rc[None, :], mask=mask, other=0.0)
     grad = tl.where(x > 0, acc, 0.0) + g_residual  # relu mask, then the residual path
-    tl.store(gx_ptr + rm[:, None] * stride_gxm + rk[None, :], grad, mask=mask)
+    tl.store(gx_ptr + rm[:, None] * stride_gxm + rc[None, :], grad, mask=mask)
 
 
-@triton.autotune(configs=_configs(), key=["M", "N", "PRECISION"])
+@triton.autotune(configs=_configs(), **_AUTOTUNE)
+@_EVEN_M
 @triton.jit
 def _residual_block_bwd_weight_kernel(
     g_ptr, x_ptr, gw_ptr, gb_ptr, M, N, stride_gm, stride_xm, stride_gwn,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+    EVEN_K: tl.constexpr,
 ):
-    # Tile (BLOCK_N, BLOCK_K) of grad_W = g^T relu(x); reduces over rows m. The first column of
-    # tiles also reduces g over rows for grad_b.
-    pid_n, pid_k = tl.program_id(0), tl.program_id(1)
-    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    rk = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
-    acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
-    bias_acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
-    for m0 in range(0, M, BLOCK_M):
-        rm = m0 + tl.arange(0, BLOCK_M)
-        g_t = tl.load(g_ptr + rm[None, :] * stride_gm + rn[:, None],
-                      mask=(rm[None, :] < M) & (rn[:, None] < N), other=0.0)
-        x = tl.load(x_ptr + rm[:, None] * stride_xm + rk[None, :],
-                    mask=(rm[:, None] < M) & (rk[None, :] < N), other=0.0)
+    # Tile (output features rn, input features rc) of grad_W = g^T relu(x); reduces over the M
+    # rows. Every tile also sums g over rows; the first column of tiles stores it as grad_b.
+    pid_m, pid_n = tl.program_id(0), tl.program_id(1)
+    rn = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    rc = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    rr = tl.arange(0, BLOCK_K)
+    g_ptrs = g_ptr + rr[None, :] * stride_gm + (rn % N)[:, None]  # g^T tile (n, m)
+    x_ptrs = x_ptr + rr[:, None] * stride_xm + (rc % N)[None, :]
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    bias_acc = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    for r0 in range(0, M, BLOCK_K):
+        if EVEN_K:
+            g_t = tl.load(g_ptrs)
+            x = tl.load(x_ptrs)
+        else:
+            g_t = tl.load(g_ptrs, mask=rr[None, :] < M - r0, other=0.0)
+            x = tl.load(x_ptrs, mask=rr[:, None] < M - r0, other=0.0)
         acc += _dot(g_t, tl.maximum(x, 0.0), PRECISION)
         bias_acc += tl.sum(g_t, axis=1)
-    mask = (rn[:, None] < N) & (rk[None, :] < N)
-    tl.store(gw_ptr + rn[:, None] * stride_gwn + rk[None, :], acc, mask=mask)
-    if pid_k == 0:
+        g_ptrs += BLOCK_K * stride_gm
+        x_ptrs += BLOCK_K * stride_xm
+    mask = (rn[:, None] < N) & (rc[None, :] < N)
+    tl.store(gw_ptr + rn[:, None] * stride_gwn + rc[None, :], acc, mask=mask)
+    if pid_n == 0:
         tl.store(gb_ptr + rn, bias_acc, mask=rn < N)
 
 
 def _check(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, precision: str) -> None:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    check_precision(precision)
     if x.dim() != 2 or weight.shape != (x.shape[1], x.shape[1]) or bias.shape != (x.shape[1],):
         raise ValueError(
             f"residual block needs x (M, N), weight (N, N), bias (N,); got {tuple(x.shape)}, "
@@ -161,10 +218,10 @@ def residual_block_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.T
     grad_x = torch.empty_like(x)
     grad_w = torch.empty_like(weight)
     grad_b = torch.empty(n, device=x.device, dtype=torch.float32)
-    _residual_block_bwd_input_kernel[_grid(m, n, "BLOCK_M", "BLOCK_K")](
+    _residual_block_bwd_input_kernel[_grid(m, n, "BLOCK_M", "BLOCK_N")](
         grad, x, weight, grad_x, m, n, grad.stride(0), x.stride(0), weight.stride(0), grad_x.stride(0),
         PRECISION=precision)
-    _residual_block_bwd_weight_kernel[_grid(n, n, "BLOCK_N", "BLOCK_K")](
+    _residual_block_bwd_weight_kernel[_grid(n, n, "BLOCK_M", "BLOCK_N")](
         grad, x, grad_w, grad_b, m, n, grad.stride(0), x.stride(0), grad_w.stride(0), PRECISION=precision)
     return grad_x, grad_w, grad_b
 

@@ -29,9 +29,11 @@ class DenoiserConfig:
     layer_norm: bool = False
     """LayerNorm before each block's activation (off in the paper)"""
     backend: str = "auto"
-    """'auto': fused Triton blocks on CUDA, the PyTorch reference elsewhere; 'reference'; 'fused'"""
+    """'auto': fused Triton blocks on CUDA, the PyTorch reference elsewhere; 'reference'; 'fused';
+    'emulated': plain PyTorch with the fused blocks' operand rounding at ``precision`` (any device)"""
     precision: str = "ieee"
-    """matmul precision of the fused blocks: 'ieee' (fp32), 'tf32' or 'bf16' (fp32 accumulation)"""
+    """matmul precision of the fused (and emulated) blocks: 'ieee' (fp32), 'tf32', 'tf32x3' (three
+    TF32 products, close to fp32) or 'bf16' (fp32 accumulation); see synther_fast.kernels.precision"""
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from synther_fast.config import DenoiserConfig
+from synther_fast.kernels.precision import PRECISIONS, residual_block_emulated
 
 
-BACKENDS = ("auto", "reference", "fused")
+BACKENDS = ("auto", "reference", "fused", "emulated")
 
 
 class RandomFourierTimeEmbedding(nn.Module):
@@ -48,6 +49,10 @@ class ResidualMLPDenoiser(nn.Module):
     """F(x_in, c_noise): proj(x_in) + time_mlp(c_noise) -> Linear(dim_t, width) -> residual blocks
     -> relu -> Linear(width, d_in)."""
 
+    emulated_tf32_rounding = "rz"
+    """How the 'emulated' backend rounds TF32 operands: 'rz' as Triton's tensor-core products,
+    'rn' as cuBLAS (see synther_fast.kernels.precision)."""
+
     def __init__(self, config: DenoiserConfig, d_in: int) -> None:
         super().__init__()
         for name in ("width", "depth", "dim_t", "fourier_features"):
@@ -58,10 +63,10 @@ class ResidualMLPDenoiser(nn.Module):
             raise ValueError(f"d_in must be positive, got {d_in}")
         if config.backend not in BACKENDS:
             raise ValueError(f"DenoiserConfig.backend must be one of {BACKENDS}, got {config.backend!r}")
-        if config.precision not in ("ieee", "tf32", "bf16"):
-            raise ValueError(f"DenoiserConfig.precision must be ieee, tf32 or bf16, got {config.precision!r}")
-        if config.backend == "fused" and config.layer_norm:
-            raise ValueError("the fused residual blocks do not implement LayerNorm; use backend 'reference'")
+        if config.precision not in PRECISIONS:
+            raise ValueError(f"DenoiserConfig.precision must be one of {PRECISIONS}, got {config.precision!r}")
+        if config.backend in ("fused", "emulated") and config.layer_norm:
+            raise ValueError(f"the {config.backend} residual blocks do not implement LayerNorm; use backend 'reference'")
         self.config = config
         self.d_in = d_in
         self.proj = nn.Linear(d_in, config.dim_t)
@@ -81,7 +86,7 @@ class ResidualMLPDenoiser(nn.Module):
         """The dispatch rule: fused Triton blocks on CUDA (or when forced), the reference elsewhere,
         so that on CPU nothing slower than the reference is ever picked by default."""
         backend = self.config.backend
-        if backend == "reference" or (backend == "auto" and (not x.is_cuda or self.config.layer_norm)):
+        if backend in ("reference", "emulated") or (backend == "auto" and (not x.is_cuda or self.config.layer_norm)):
             return False
         if backend == "auto" and importlib.util.find_spec("triton") is None:
             return False
@@ -95,6 +100,11 @@ class ResidualMLPDenoiser(nn.Module):
 
             for block in self.blocks:
                 h = residual_block(h, block.linear.weight, block.linear.bias, self.config.precision)
+        elif self.config.backend == "emulated":
+            # The fused blocks' maths at their precision, in plain PyTorch (any device; for studies).
+            for block in self.blocks:
+                h = residual_block_emulated(h, block.linear.weight, block.linear.bias, self.config.precision,
+                                            self.emulated_tf32_rounding)
         else:
             for block in self.blocks:
                 h = block(h)
