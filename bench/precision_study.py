@@ -117,13 +117,13 @@ def summarise(result: dict) -> str:
     lines = ["| model | sampled at | mean_err | std_ratio_err | corr_err | energy | row shift vs fp32 |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
 
-    def cell(runs, key):
+    def cell(runs, key, spec=".3f"):
         values = np.array([r[key] for r in runs])
-        return f"{values.mean():.3f} ± {values.std():.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+        return f"{values.mean():{spec}} ± {values.std():{spec}}" if len(values) > 1 else f"{values[0]:{spec}}"
 
     for label, runs in result["quality"]["sampled_at"].items():
         lines.append(f"| trained fp32 | {label} | " + " | ".join(cell(runs, k) for k in TOLERANCES)
-                     + f" | {cell(runs, 'row_shift')} |")
+                     + f" | {cell(runs, 'row_shift', '.1e')} |")
     for label, runs in result["quality"]["trained_at"].items():
         lines.append(f"| trained {label} | {label} | " + " | ".join(cell(runs, k) for k in TOLERANCES) + " | |")
     lines += ["", "| width 1024, depth 6: sampled at | mean per-row shift vs fp32 | max |", "| --- | --- | --- |"]
@@ -144,6 +144,10 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(summarise(result))
+
+
+def print_saved(path: str = "bench/results/precision_study.json") -> None:
+    print(summarise(json.loads(Path(path).read_text())))
 
 
 if __name__ == "__main__":

@@ -31,9 +31,11 @@ class DenoiserConfig:
     backend: str = "auto"
     """'auto': fused Triton blocks on CUDA, the PyTorch reference elsewhere; 'reference'; 'fused';
     'emulated': plain PyTorch with the fused blocks' operand rounding at ``precision`` (any device)"""
-    precision: str = "ieee"
-    """matmul precision of the fused (and emulated) blocks: 'ieee' (fp32), 'tf32', 'tf32x3' (three
-    TF32 products, close to fp32) or 'bf16' (fp32 accumulation); see synther_fast.kernels.precision"""
+    precision: str = "tf32"
+    """matmul precision of the fused (and emulated) blocks: 'tf32' (default: tensor cores; the
+    precision study in bench/RESULTS.md measured no loss in the diffusion-core statistics against
+    fp32), 'ieee' (exact fp32 products), 'tf32x3' (three TF32 products, fp32-class) or 'bf16'
+    (fp32 accumulation); see synther_fast.kernels.precision. The reference backend is always fp32."""
 
 
 @dataclass(frozen=True)

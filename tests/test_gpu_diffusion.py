@@ -32,7 +32,7 @@ def test_captured_training_tracks_the_eager_loss_curve() -> None:
     assert graphed < curves[True][:20].mean()  # it learns
 
 
-@pytest.mark.parametrize("precision", ["ieee", "tf32"])
+@pytest.mark.parametrize("precision", ["ieee", "tf32x3", "tf32"])
 def test_fused_path_generates_data_of_reference_quality(precision: str) -> None:
     train, held_out = transitions(5000, seed=0), transitions(2000, seed=1)
     config = quick().replace(**{"trainer.steps": 3000, "edm.num_steps": 128,
