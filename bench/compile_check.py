@@ -45,30 +45,37 @@ def _jit_function(fn):
     return fn
 
 
+LAYERS = {"block": (True, True), "linear": (False, False), "relu_linear": (True, False)}  # (RELU, RESIDUAL)
+
+
 def kernels(quick: bool):
-    """(name, jit function, signature, constexprs, options) for every kernel configuration."""
-    from synther_fast.kernels import edm_step, residual_block as rb
+    """(name, jit function, signature, constexprs, options, precision) for every configuration.
+    ``quick``: the first config of each precision for the residual block, and of the default
+    precision (tf32) for the two plain layer kinds."""
+    from synther_fast.kernels import edm_step, fused_linear as fl
     from synther_fast.kernels.precision import PRECISIONS
 
     gemm = {
-        "fwd": (rb._residual_block_fwd_kernel, ["x_ptr", "w_ptr", "b_ptr", "y_ptr"],
-                ["M", "N", "stride_xm", "stride_wn", "stride_ym"]),
-        "bwd_input": (rb._residual_block_bwd_input_kernel, ["g_ptr", "x_ptr", "w_ptr", "gx_ptr"],
-                      ["M", "N", "stride_gm", "stride_xm", "stride_wn", "stride_gxm"]),
-        "bwd_weight": (rb._residual_block_bwd_weight_kernel, ["g_ptr", "x_ptr", "gw_ptr", "gb_ptr"],
-                       ["M", "N", "stride_gm", "stride_xm", "stride_gwn"]),
+        "fwd": (fl._fwd_kernel, ["x_ptr", "w_ptr", "b_ptr", "y_ptr"],
+                ["M", "N", "K", "stride_xm", "stride_wn", "stride_ym"]),
+        "bwd_input": (fl._bwd_input_kernel, ["g_ptr", "x_ptr", "w_ptr", "gx_ptr"],
+                      ["M", "N", "K", "stride_gm", "stride_xm", "stride_wn", "stride_gxm"]),
+        "bwd_weight": (fl._bwd_weight_kernel, ["g_ptr", "x_ptr", "gw_ptr", "gb_ptr"],
+                       ["M", "N", "K", "stride_gm", "stride_xm", "stride_gwn"]),
     }
-    for name, (tuner, pointers, ints) in gemm.items():
-        for precision in PRECISIONS:
-            configs = rb._prune(tuner.configs, {}, PRECISION=precision)  # what the autotuner may pick
-            for config in configs[:1] if quick else configs:
-                sig = {p: "*fp32" for p in pointers} | {i: "i32" for i in ints}
-                consts = dict(config.kwargs) | {"PRECISION": precision, "EVEN_K": True}
-                sig |= {c: "constexpr" for c in consts}
-                options = {"num_warps": config.num_warps, "num_stages": config.num_stages}
-                label = "x".join(str(config.kwargs[k]) for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
-                yield f"residual_block.{name} {label} w{config.num_warps} s{config.num_stages}", \
-                    _jit_function(tuner), sig, consts, options, precision
+    for layer, (relu, residual) in LAYERS.items():
+        for name, (tuner, pointers, ints) in gemm.items():
+            for precision in PRECISIONS if (layer == "block" or not quick) else ("tf32",):
+                configs = fl._prune(tuner.configs, {}, PRECISION=precision)  # what the autotuner may pick
+                for config in configs[:1] if quick else configs:
+                    sig = {p: "*fp32" for p in pointers} | {i: "i32" for i in ints}
+                    consts = dict(config.kwargs) | {"PRECISION": precision, "RELU": relu, "RESIDUAL": residual,
+                                                    "EVEN_K": True}
+                    sig |= {c: "constexpr" for c in consts}
+                    options = {"num_warps": config.num_warps, "num_stages": config.num_stages}
+                    label = "x".join(str(config.kwargs[k]) for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
+                    yield f"{layer}.{name} {label} w{config.num_warps} s{config.num_stages}", \
+                        _jit_function(tuner), sig, consts, options, precision
     steps = {
         "churn": (edm_step._churn_kernel, 4, ["n"], ["churn_std", "c_in"], False),
         "euler": (edm_step._euler_kernel, 5, ["n"], ["c_skip", "c_out", "t_hat", "t_next", "c_in_next"], True),

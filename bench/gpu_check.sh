@@ -18,12 +18,12 @@ echo "== build and install (no deps, no build isolation)"
 python3 -m pip install --no-deps --no-build-isolation --no-index "$REPO" > "$OUT/install.log" 2>&1 \
   || { tail -30 "$OUT/install.log"; exit 1; }
 cd "$OUT"  # never import the bare source tree
-python3 -c "import synther_fast._replay, synther_fast.kernels.residual_block; print('installed', synther_fast.__file__)" \
+python3 -c "import synther_fast._replay, synther_fast.kernels.fused_linear; print('installed', synther_fast.__file__)" \
   || exit 1
 
 if [[ "$STAGE" == all || "$STAGE" == tests ]]; then
 echo "== tests (GPU-capable files; the simulator tests need gymnasium, absent here)"
-TESTS=(test_residual_block.py test_edm_step.py test_gpu_diffusion.py test_agents.py test_prefetch.py
+TESTS=(test_fused_linear.py test_precision.py test_compile_check.py test_edm_step.py test_gpu_diffusion.py test_agents.py test_prefetch.py
        test_replay_buffer.py test_mixed_sampler.py test_edm.py test_diffusion_parts.py test_synther_api.py)
 python3 -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider -q \
   --junitxml "$OUT/tests.xml" "${TESTS[@]/#/$REPO/tests/}" 2>&1 | tail -25
@@ -36,6 +36,9 @@ python3 -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovide
   "$REPO/bench/bench_diffusion_gpu.py" --benchmark-json "$OUT/bench_diffusion_gpu.json" 2>&1 | tail -5
 python3 -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider -q \
   "$REPO/bench/bench_agents.py" "$REPO/bench/bench_diffusion.py" --benchmark-json "$OUT/bench_agents.json" 2>&1 | tail -5
+echo "== profile (what limits each path)"
+python3 "$REPO/bench/gpu_profile.py" > "$OUT/profile.txt" 2>&1 || echo "profile failed: see profile.txt"
+tail -60 "$OUT/profile.txt"
 
 fi
 

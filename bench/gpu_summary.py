@@ -10,6 +10,16 @@ import sys
 import xml.etree.ElementTree as ET
 
 
+# Ratios at equal precision: what fusion, the graph and the whole fast path add on their own.
+EQUAL_PRECISION = [
+    ("fusion alone, tf32", "fused-eager-tf32", "reference-tf32"),
+    ("CUDA graph alone, tf32", "fused-graph-tf32", "fused-eager-tf32"),
+    ("fused + graph vs eager, tf32", "fused-graph-tf32", "reference-tf32"),
+    ("fused + graph vs torch.compile, tf32", "fused-graph-tf32", "compiled-tf32"),
+    ("fused + graph vs eager, fp32 (Triton FMA vs cuBLAS)", "fused-graph-ieee", "reference-fp32"),
+]
+
+
 def main() -> None:
     junit, benches = sys.argv[1], sys.argv[2:]
     try:
@@ -50,6 +60,10 @@ def main() -> None:
                 achieved_s = info["rows_per_call"] / rate
                 line += f"   {floor_s / achieved_s:5.1%} of the {precision} matmul floor"
             print(line)
+        by_impl = {name[name.find("[") + 1:-1]: rate for name, rate, _ in items if "[" in name}
+        for label, fast, slow in EQUAL_PRECISION:
+            if fast in by_impl and slow in by_impl:
+                print(f"  {label:<55} {by_impl[fast] / by_impl[slow]:6.2f}x ({fast} / {slow})")
 
 
 if __name__ == "__main__":

@@ -65,26 +65,37 @@ def emulated_mm(a: torch.Tensor, b: torch.Tensor, precision: str = "ieee", round
     return a_hi @ b_hi
 
 
+def fused_linear_emulated(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, precision: str = "ieee",
+                          rounding: str = "rz", relu_input: bool = False, residual: bool = False) -> torch.Tensor:
+    """act(x) W^T + b (+ x) with the fused kernels' products at ``precision``, differentiable with
+    the backward kernels' products at the same precision (see kernels/fused_linear.py)."""
+    return _EmulatedLinear.apply(x, weight, bias, precision, rounding, relu_input, residual)
+
+
 def residual_block_emulated(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, precision: str = "ieee",
                             rounding: str = "rz") -> torch.Tensor:
-    """x + relu(x) W^T + b with the fused kernels' products at ``precision``, differentiable with
-    the backward kernels' products at the same precision."""
-    return _EmulatedResidualBlock.apply(x, weight, bias, precision, rounding)
+    """x + relu(x) W^T + b at ``precision``."""
+    return fused_linear_emulated(x, weight, bias, precision, rounding, relu_input=True, residual=True)
 
 
-class _EmulatedResidualBlock(torch.autograd.Function):
+class _EmulatedLinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, precision, rounding):
+    def forward(ctx, x, weight, bias, precision, rounding, relu_input, residual):
         check_precision(precision)
         ctx.save_for_backward(x, weight)
-        ctx.precision, ctx.rounding = precision, rounding
-        return x + emulated_mm(torch.relu(x), weight.t(), precision, rounding) + bias
+        ctx.options = (precision, rounding, relu_input, residual)
+        y = emulated_mm(torch.relu(x) if relu_input else x, weight.t(), precision, rounding) + bias
+        return x + y if residual else y
 
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
-        p, r = ctx.precision, ctx.rounding
-        # The same three products as the backward kernels: g W (masked), g^T relu(x), sum of g.
-        grad_x = grad + torch.where(x > 0, emulated_mm(grad, weight, p, r), 0.0)
-        grad_w = emulated_mm(grad.t().contiguous(), torch.relu(x), p, r)
-        return grad_x, grad_w, grad.sum(0), None, None
+        p, r, relu_input, residual = ctx.options
+        # The same three products as the backward kernels: g W (masked), g^T act(x), sum of g.
+        grad_x = emulated_mm(grad, weight, p, r)
+        if relu_input:
+            grad_x = torch.where(x > 0, grad_x, 0.0)
+        if residual:
+            grad_x = grad_x + grad
+        grad_w = emulated_mm(grad.t().contiguous(), torch.relu(x) if relu_input else x, p, r)
+        return grad_x, grad_w, grad.sum(0), None, None, None, None

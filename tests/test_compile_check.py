@@ -1,6 +1,6 @@
 """Every Triton kernel compiles for Hopper (sm_90) with the installed Triton, without a GPU.
 
-Runs bench/compile_check.py --quick (one autotune configuration per kernel and precision) in a
+Runs bench/compile_check.py --quick (one autotune configuration per kernel, layer kind and precision) in a
 subprocess with the interpreter off: Triton lowers to PTX and runs its bundled ptxas, so a kernel
 that the interpreter accepts but the compiler rejects (an unsupported dot precision, a layout the
 backend cannot lower) fails here on the CPU. The full config sweep is the script without --quick.
@@ -27,9 +27,10 @@ def test_all_kernels_compile_for_sm90() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[-1] == "all kernels compiled", proc.stdout
-    compiled = [line for line in lines if line.startswith(("residual_block.", "edm_step."))]
-    # 3 block kernels x 4 precisions + 5 step-kernel variants, each with a register count
-    assert len(compiled) == 17, proc.stdout
+    compiled = [line for line in lines if line.startswith(("block.", "linear.", "relu_linear.", "edm_step."))]
+    # residual block: 3 kernels x 4 precisions; plain and relu layers: 3 kernels at tf32; 5 step
+    # kernel variants; each with a register count
+    assert len(compiled) == 12 + 6 + 5, proc.stdout
     assert all(int(line.split()[-4]) > 0 for line in compiled), proc.stdout
 
 

@@ -13,7 +13,7 @@ import torch
 from synther_fast.config import DenoiserConfig
 from synther_fast.diffusion import ResidualMLPDenoiser
 from synther_fast.kernels.precision import (
-    PRECISIONS, emulated_mm, residual_block_emulated, round_to_tf32,
+    PRECISIONS, emulated_mm, fused_linear_emulated, residual_block_emulated, round_to_tf32,
 )
 
 
@@ -89,6 +89,20 @@ def test_emulated_block_gradients(precision: str) -> None:
         assert float((emu - ref).norm() / ref.norm()) < tol, name
     if precision in ("tf32", "bf16"):
         assert not torch.equal(results["emu"][2], results["ref"][2])  # the weight gradient was rounded
+
+
+@pytest.mark.parametrize("relu_input", [False, True])
+def test_emulated_rectangular_linear_at_ieee_is_the_reference(relu_input: bool) -> None:
+    g = torch.Generator().manual_seed(11)
+    x, w, b = torch.randn(30, 24, generator=g), torch.randn(7, 24, generator=g), torch.randn(7, generator=g)
+    grads = []
+    for fn in (lambda *t: fused_linear_emulated(*t, relu_input=relu_input),
+               lambda *t: torch.nn.functional.linear(torch.relu(t[0]) if relu_input else t[0], t[1], t[2])):
+        leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+        (fn(*leaves) ** 2).sum().backward()
+        grads.append([t.grad for t in leaves])
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_emulated_backend_shares_parameters_with_the_reference() -> None:

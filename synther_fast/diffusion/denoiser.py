@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from synther_fast.config import DenoiserConfig
-from synther_fast.kernels.precision import PRECISIONS, residual_block_emulated
+from synther_fast.kernels.precision import PRECISIONS, fused_linear_emulated
 
 
 BACKENDS = ("auto", "reference", "fused", "emulated")
@@ -94,18 +94,22 @@ class ResidualMLPDenoiser(nn.Module):
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
         h = self.proj(x) + self.time_mlp(self.time_embedding(c_noise))
-        h = self.input_layer(h)
         if self.uses_fused_blocks(h):
-            from synther_fast.kernels.residual_block import residual_block
-
-            for block in self.blocks:
-                h = residual_block(h, block.linear.weight, block.linear.bias, self.config.precision)
+            from synther_fast.kernels.fused_linear import fused_linear as linear
         elif self.config.backend == "emulated":
-            # The fused blocks' maths at their precision, in plain PyTorch (any device; for studies).
-            for block in self.blocks:
-                h = residual_block_emulated(h, block.linear.weight, block.linear.bias, self.config.precision,
-                                            self.emulated_tf32_rounding)
+            # The fused path's maths at its precision, in plain PyTorch (any device; for studies).
+            def linear(x, weight, bias, precision, relu_input=False, residual=False):
+                return fused_linear_emulated(x, weight, bias, precision, self.emulated_tf32_rounding,
+                                             relu_input, residual)
         else:
+            h = self.input_layer(h)
             for block in self.blocks:
                 h = block(h)
-        return self.output_layer(torch.relu(h))
+            return self.output_layer(torch.relu(h))
+        # Fused / emulated: the layer into the blocks, the blocks and the relu + output layer all
+        # run at the configured precision (the small time and input projections stay in PyTorch).
+        p = self.config.precision
+        h = linear(h, self.input_layer.weight, self.input_layer.bias, p)
+        for block in self.blocks:
+            h = linear(h, block.linear.weight, block.linear.bias, p, relu_input=True, residual=True)
+        return linear(h, self.output_layer.weight, self.output_layer.bias, p, relu_input=True)

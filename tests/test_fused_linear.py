@@ -1,4 +1,5 @@
-"""Fused residual block vs its PyTorch reference, forward and backward, on fresh random inputs.
+"""Fused linear layers (residual block, plain linear, relu + linear) vs their PyTorch reference,
+forward and backward, on fresh random inputs.
 
 On CPU the kernels run in Triton's interpreter (TRITON_INTERPRET=1, set by conftest.py) at small
 shapes, including sizes not divisible by the 16-wide interpreter blocks. Precision: IEEE fp32
@@ -13,8 +14,9 @@ import torch
 
 triton = pytest.importorskip("triton", reason="the fused kernels need triton")
 
-from synther_fast.kernels.residual_block import (  # noqa: E402
-    ResidualBlockFunction, residual_block, residual_block_forward, residual_block_reference,
+from synther_fast.kernels.fused_linear import (  # noqa: E402
+    FusedLinearFunction, fused_linear, fused_linear_forward, fused_linear_reference, residual_block,
+    residual_block_reference,
 )
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -32,8 +34,8 @@ def inputs(m: int, n: int, seed: int):
 @pytest.mark.parametrize("m, n", SHAPES)
 def test_forward_matches_reference(m: int, n: int) -> None:
     x, w, b = inputs(m, n, seed=m * 100 + n)
-    torch.testing.assert_close(residual_block_forward(x, w, b), residual_block_reference(x, w, b),
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fused_linear_forward(x, w, b, relu_input=True, residual=True),
+                               residual_block_reference(x, w, b), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("m, n", SHAPES)
@@ -48,23 +50,59 @@ def test_backward_matches_reference(m: int, n: int) -> None:
         torch.testing.assert_close(fused.grad, ref.grad, rtol=1e-5, atol=1e-5, msg=f"grad {name}")
 
 
+# (M, K -> N): the layer into the blocks (K < N), the output layer (N < K, N = 42 as HalfCheetah
+# rows), odd sizes everywhere.
+RECT_SHAPES = [(37, 24, 40), (50, 40, 11), (5, 33, 17), (16, 16, 48)]
+
+
+@pytest.mark.parametrize("relu_input", [False, True])
+@pytest.mark.parametrize("m, k, n", RECT_SHAPES)
+def test_rectangular_linear_matches_reference(m: int, k: int, n: int, relu_input: bool) -> None:
+    g = torch.Generator().manual_seed(m * k + n)
+    x = torch.randn(m, k, generator=g).to(DEVICE)
+    w, b = (torch.randn(n, k, generator=g) / k**0.5).to(DEVICE), torch.randn(n, generator=g).to(DEVICE)
+    grad = torch.randn(m, n, generator=g).to(DEVICE)
+    fused_leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+    ref_leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+    out = fused_linear(*fused_leaves, relu_input=relu_input)
+    ref = fused_linear_reference(*ref_leaves, relu_input=relu_input)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    out.backward(grad)
+    ref.backward(grad)
+    for fused, reference, name in zip(fused_leaves, ref_leaves, ("x", "weight", "bias")):
+        torch.testing.assert_close(fused.grad, reference.grad, rtol=1e-5, atol=1e-5, msg=f"grad {name}")
+
+
+def test_input_gradient_is_skipped_when_not_needed() -> None:
+    x, w, b = inputs(20, 24, seed=5)
+    leaves = [w.clone().requires_grad_(), b.clone().requires_grad_()]
+    fused_linear(x, *leaves).sum().backward()
+    ref = [t.clone().requires_grad_() for t in (w, b)]
+    fused_linear_reference(x, *ref).sum().backward()
+    for got, want in zip(leaves, ref):
+        torch.testing.assert_close(got.grad, want.grad, rtol=1e-5, atol=1e-5)
+
+
 def test_relu_mask_and_residual_are_exercised() -> None:
     """Inputs with both signs: a kernel that forgot the mask or the residual would fail above."""
     x, w, b = inputs(37, 24, seed=1)
     assert (x > 0).any() and (x < 0).any()
     no_mask = x + torch.nn.functional.linear(x, w, b)
     assert not torch.allclose(residual_block_reference(x, w, b), no_mask, atol=1e-3)
+    assert not torch.allclose(fused_linear_reference(x, w, b), fused_linear_reference(x, w, b, relu_input=True))
 
 
 def test_bad_input() -> None:
     x, w, b = inputs(8, 16, seed=0)
     with pytest.raises(ValueError, match="needs x"):
-        residual_block_forward(x, w[:8], b)
+        fused_linear_forward(x, w[:, :8], b)
+    with pytest.raises(ValueError, match="square"):
+        fused_linear_forward(x, w[:8], b[:8], residual=True)
     with pytest.raises(TypeError, match="float32"):
-        residual_block_forward(x.double(), w.double(), b.double())
+        fused_linear_forward(x.double(), w.double(), b.double())
     with pytest.raises(ValueError, match="precision"):
-        residual_block_forward(x, w, b, precision="fp8")
-    assert ResidualBlockFunction is not None
+        fused_linear_forward(x, w, b, precision="fp8")
+    assert FusedLinearFunction is not None
 
 
 @pytest.mark.gpu
@@ -77,10 +115,36 @@ def test_full_size_on_gpu(m: int, n: int, precision: str, rtol: float, atol: flo
     error is also bounded."""
     x, w, b = inputs(m, n, seed=m + n)
     ref64 = residual_block_reference(x.double(), w.double(), b.double())
-    out = residual_block_forward(x, w, b, precision)
+    out = fused_linear_forward(x, w, b, precision, relu_input=True, residual=True)
     torch.testing.assert_close(out.double(), ref64, rtol=rtol, atol=atol)
     rel = float((out.double() - ref64).norm() / ref64.norm())
     assert rel < {"ieee": 1e-6, "tf32x3": 1e-6, "tf32": 1e-3, "bf16": 1e-2}[precision], rel
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("m, k, n, relu_input", [(4096, 256, 1024, False), (4096, 1024, 42, True),
+                                                 (100_000, 1024, 42, True)])
+@pytest.mark.parametrize("precision, bound", [("ieee", 1e-6), ("tf32x3", 1e-6), ("tf32", 1e-3), ("bf16", 1e-2)])
+def test_full_size_linear_layers_on_gpu(m: int, k: int, n: int, relu_input: bool, precision: str,
+                                        bound: float) -> None:
+    """The denoiser's layer into the blocks (256 -> 1024) and its relu + output layer (1024 -> 42
+    HalfCheetah columns), forward and weight gradient, relative Frobenius error against float64."""
+    g = torch.Generator().manual_seed(m + k + n)
+    x = torch.randn(m, k, generator=g).to(DEVICE)
+    w, b = (torch.randn(n, k, generator=g) / k**0.5).to(DEVICE), torch.randn(n, generator=g).to(DEVICE)
+    leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+    out = fused_linear(*leaves, precision=precision, relu_input=relu_input)
+    grad = torch.randn(m, n, generator=g).to(DEVICE)
+    out.backward(grad)
+    ref_leaves = [t.double().requires_grad_() for t in (x, w, b)]
+    ref = fused_linear_reference(*ref_leaves, relu_input=relu_input)
+    ref.backward(grad.double())
+    for got, want, name in ((out, ref, "out"), (leaves[0].grad, ref_leaves[0].grad, "x"),
+                            (leaves[1].grad, ref_leaves[1].grad, "weight")):
+        rel = float((got.double() - want).norm() / want.norm())
+        # grad_W sums over all m rows in fp32: over 100k rows that alone is ~1e-5 at any precision
+        limit = max(bound, 3e-5) if name == "weight" and m > 10_000 else bound
+        assert rel < limit, (name, rel)
 
 
 @pytest.mark.gpu
