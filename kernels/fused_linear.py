@@ -218,6 +218,9 @@ def _check(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, precision:
         raise ValueError(f"a residual layer needs a square weight, got {tuple(weight.shape)}")
     if not (x.dtype == weight.dtype == bias.dtype == torch.float32):
         raise TypeError("the fused linear kernels take float32 tensors")
+    if x.shape[0] * max(x.shape[1], weight.shape[0]) >= 2**31:  # the kernels index with int32
+        raise ValueError(f"fused linear: {x.shape[0]} rows x {max(x.shape[1], weight.shape[0])} features is "
+                         "over 2^31 elements; split the batch (GenerationConfig.chunk_size)")
 
 
 def _grid(rows: int, cols: int):

@@ -102,6 +102,9 @@ def test_bad_input() -> None:
         fused_linear_forward(x.double(), w.double(), b.double())
     with pytest.raises(ValueError, match="precision"):
         fused_linear_forward(x, w, b, precision="fp8")
+    huge = torch.zeros(1).as_strided((2**21, 1024), (0, 0))  # the shape only, one element of memory
+    with pytest.raises(ValueError, match="2\\^31"):
+        fused_linear_forward(huge, torch.zeros(1024, 1024), torch.zeros(1024))
     assert FusedLinearFunction is not None
 
 
