@@ -31,6 +31,13 @@ def set_tf32(enabled: bool) -> None:
     torch.backends.cudnn.allow_tf32 = enabled
 
 
+@pytest.fixture(autouse=True)
+def fp32_matmuls_after_each_benchmark():
+    """A benchmark that fails half-way must not leave TF32 on for the next one."""
+    yield
+    set_tf32(False)
+
+
 @pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
 def test_matmul_rate(benchmark, precision) -> None:
     set_tf32(precision == "tf32")

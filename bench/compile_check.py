@@ -2,8 +2,9 @@
 
 Triton lowers a kernel to PTX and runs ptxas (bundled with Triton) without touching a device, so
 this checks, on the CPU, that each kernel compiles with the installed Triton for the target
-architecture at every autotune configuration and precision, and reports registers, stack
-(local memory: spills) and shared memory per configuration (from cuobjdump, also bundled). Run it under each Triton version
+architecture at every autotune configuration and precision, and reports the matrix
+instruction the dots lowered to (wgmma, mma2 or fma), registers, stack (local memory: spills) and
+shared memory per configuration (from cuobjdump, also bundled). Run it under each Triton version
 the package supports (3.6 on the GPU test machines, 3.9 current).
 
 Usage: python bench/compile_check.py [--arch 90] [--quick]
@@ -34,6 +35,15 @@ def resource_usage(cubin: bytes) -> dict[str, int]:
                               check=True).stdout
     fields = dict(re.findall(r"(REG|STACK|SHARED):(\d+)", text))
     return {k.lower(): int(v) for k, v in fields.items()}
+
+
+def mma_kind(ttgir: str) -> str:
+    """Which matrix instruction the dot lowered to: Hopper's wgmma, Ampere's mma.sync, or none."""
+    if "warp_group_dot" in ttgir:
+        return "wgmma"
+    if "versionMajor = 2" in ttgir:
+        return "mma2"
+    return "-" if "tt.dot" not in ttgir else "fma"
 
 
 def _jit_function(fn):
@@ -68,14 +78,16 @@ def kernels(quick: bool):
             for precision in PRECISIONS if (layer == "block" or not quick) else ("tf32",):
                 configs = fl._prune(tuner.configs, {}, PRECISION=precision)  # what the autotuner may pick
                 for config in configs[:1] if quick else configs:
-                    sig = {p: "*fp32" for p in pointers} | {i: "i32" for i in ints}
-                    consts = dict(config.kwargs) | {"PRECISION": precision, "RELU": relu, "RESIDUAL": residual,
-                                                    "EVEN_K": True}
-                    sig |= {c: "constexpr" for c in consts}
-                    options = {"num_warps": config.num_warps, "num_stages": config.num_stages}
-                    label = "x".join(str(config.kwargs[k]) for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
-                    yield f"{layer}.{name} {label} w{config.num_warps} s{config.num_stages}", \
-                        _jit_function(tuner), sig, consts, options, precision
+                    # EVEN_K False: the masked reduction (odd batch sizes, the 42-wide output layer)
+                    for even in (True, False) if (not quick or precision == "tf32") else (True,):
+                        sig = {p: "*fp32" for p in pointers} | {i: "i32" for i in ints}
+                        consts = dict(config.kwargs) | {"PRECISION": precision, "RELU": relu,
+                                                        "RESIDUAL": residual, "EVEN_K": even}
+                        sig |= {c: "constexpr" for c in consts}
+                        options = {"num_warps": config.num_warps, "num_stages": config.num_stages}
+                        label = "x".join(str(config.kwargs[k]) for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
+                        yield (f"{layer}.{name} {label} w{config.num_warps} s{config.num_stages}"
+                               f"{'' if even else ' masked'}"), _jit_function(tuner), sig, consts, options, precision
     steps = {
         "churn": (edm_step._churn_kernel, 4, ["n"], ["churn_std", "c_in"], False),
         "euler": (edm_step._euler_kernel, 5, ["n"], ["c_skip", "c_out", "t_hat", "t_next", "c_in_next"], True),
@@ -105,7 +117,7 @@ def main() -> int:
 
     target = GPUTarget("cuda", args.arch, 32)
     print(f"triton {triton.__version__}, target sm_{args.arch}")
-    print(f"{'kernel':48} {'precision':9} {'regs':>4} {'stack':>5} {'smem':>6} {'s':>5}")
+    print(f"{'kernel':48} {'precision':9} {'mma':6} {'regs':>4} {'stack':>5} {'smem':>6} {'s':>5}")
     failures = 0
     for label, fn, sig, consts, options, precision in kernels(args.quick):
         started = time.perf_counter()
@@ -116,8 +128,9 @@ def main() -> int:
             print(f"{label:48} {precision:9} FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
             continue
         usage = resource_usage(compiled.asm["cubin"])
-        print(f"{label:48} {precision:9} {usage.get('reg', -1):4d} {usage.get('stack', 0):5d} "
-              f"{compiled.metadata.shared:6d} {time.perf_counter() - started:5.1f}", flush=True)
+        print(f"{label:48} {precision:9} {mma_kind(compiled.asm['ttgir']):6} {usage.get('reg', -1):4d} "
+              f"{usage.get('stack', 0):5d} {compiled.metadata.shared:6d} {time.perf_counter() - started:5.1f}",
+              flush=True)
     print("all kernels compiled" if not failures else f"{failures} kernel configurations failed to compile")
     return 1 if failures else 0
 

@@ -2,9 +2,10 @@
 # One command for a GPU machine that has torch, triton, CMake, ninja, pybind11, scikit-build-core,
 # pytest and pytest-benchmark but no registry access (and no simulators): build and install the
 # package without fetching anything, run the `gpu` tests, run the GPU benchmarks, print one table.
-# Usage: bash bench/gpu_check.sh [all|tests|bench]   (results under $OUT, default /tmp/gpu_check)
-# "tests" and "bench" split the work for callers limited to ~10 minutes per command; the install
-# runs in each stage (a few seconds).
+# Usage: bash bench/gpu_check.sh [all|tests|bench|extra]   (results under $OUT, default /tmp/gpu_check)
+# "tests" (gpu tests), "bench" (diffusion sampling/training benchmarks) and "extra" (agent and CPU
+# diffusion benchmarks, the profile) split the work for callers limited to ~10 minutes per command;
+# the install runs in each stage (a few seconds).
 set -uo pipefail
 STAGE="${1:-all}"
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
@@ -31,9 +32,13 @@ python3 -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovide
 fi
 
 if [[ "$STAGE" == all || "$STAGE" == bench ]]; then
-echo "== benchmarks"
+echo "== diffusion benchmarks"
 python3 -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider -q \
   "$REPO/bench/bench_diffusion_gpu.py" --benchmark-json "$OUT/bench_diffusion_gpu.json" 2>&1 | tail -5
+fi
+
+if [[ "$STAGE" == all || "$STAGE" == extra ]]; then
+echo "== agent benchmarks"
 python3 -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider -q \
   "$REPO/bench/bench_agents.py" "$REPO/bench/bench_diffusion.py" --benchmark-json "$OUT/bench_agents.json" 2>&1 | tail -5
 echo "== profile (what limits each path)"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 
 import torch
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from synther_fast.config import DenoiserConfig, EDMConfig, TrainerConfig
@@ -42,7 +43,10 @@ def report(label: str, fn, repeats: int = 3) -> None:
             fn()
         torch.cuda.synchronize()
         wall_us = (time.perf_counter() - started) * 1e6
-    kernels = [e for e in prof.key_averages() if _device_time(e) > 0]
+    # Device-side events only: the launching CPU ops carry the same device time again.
+    kernels = [e for e in prof.key_averages()
+               if e.device_type == DeviceType.CUDA and not getattr(e, "is_user_annotation", False)
+               and _device_time(e) > 0]
     busy_us = sum(_device_time(e) for e in kernels)
     print(f"\n== {label}: wall {wall_us / repeats / 1e3:.2f} ms per call, GPU kernels {busy_us / repeats / 1e3:.2f} ms "
           f"(GPU busy {busy_us / wall_us:.0%})")

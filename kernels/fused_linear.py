@@ -45,21 +45,28 @@ def residual_block_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.
 # config set means the same thing for all three. Tensor-core precisions take large tiles; IEEE fp32
 # runs on the FMA units, where a thread holds its accumulators in registers, so its tiles keep
 # BLOCK_M * BLOCK_N / threads <= 32 (larger tiles spill: see bench/compile_check.py).
-def _config(m, n, k, warps, stages, group):
-    config = triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=warps, num_stages=stages)
-    config.precision_group = group
-    return config
+def _config(m, n, k, warps, stages):
+    return triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=warps, num_stages=stages)
 
 
 def _configs():
     if interpreter_enabled():  # one small configuration: the interpreter runs every config it sees
         return [triton.Config({"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16}, num_warps=1)]
     return [
-        _config(128, 128, 32, 8, 3, "tensor"), _config(128, 64, 32, 4, 4, "tensor"),
-        _config(64, 128, 32, 4, 4, "tensor"), _config(64, 64, 64, 4, 3, "tensor"),
-        _config(128, 128, 32, 8, 3, "tf32x3"), _config(64, 64, 32, 4, 3, "tf32x3"),
-        _config(64, 64, 16, 4, 2, "fma"), _config(128, 64, 16, 8, 2, "fma"), _config(64, 128, 16, 8, 2, "fma"),
+        _config(128, 128, 32, 8, 3), _config(128, 64, 32, 4, 4), _config(64, 128, 32, 4, 4),  # tensor cores
+        _config(64, 64, 64, 4, 3), _config(64, 64, 32, 4, 3),
+        _config(64, 64, 16, 4, 2), _config(128, 64, 16, 8, 2), _config(64, 128, 16, 8, 2),  # FMA (ieee)
     ]
+
+
+# Which configs suit which precision, as a rule on the tile (no extra Config attributes, so that
+# Triton's own autotune cache can rebuild the configs): FMA tiles have BLOCK_K 16; 3xTF32 triples
+# the operand registers, so it takes the two configs with BLOCK_K 32 and square tiles.
+_GROUPS = {
+    "fma": lambda tile: tile[2] == 16,
+    "tf32x3": lambda tile: tile in ((128, 128, 32), (64, 64, 32)),
+    "tensor": lambda tile: tile[2] >= 32 and tile != (64, 64, 32),
+}
 
 
 def precision_group(precision: str) -> str:
@@ -68,8 +75,10 @@ def precision_group(precision: str) -> str:
 
 def _prune(configs, named_args, **kwargs):
     """The autotuner times only the configs made for the call's precision."""
-    group = precision_group(kwargs["PRECISION"])
-    return [c for c in configs if getattr(c, "precision_group", group) == group]
+    if len(configs) == 1:  # the interpreter's single config
+        return configs
+    rule = _GROUPS[precision_group(kwargs["PRECISION"])]
+    return [c for c in configs if rule(tuple(c.kwargs[k] for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K")))]
 
 
 @triton.jit

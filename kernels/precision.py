@@ -13,6 +13,11 @@ before a GPU runs it, and lets the GPU tests compare a kernel with the maths it 
   a_lo b_hi + a_hi b_lo + a_hi b_hi (a_lo b_lo dropped): close to fp32 at a third of TF32's rate.
 - ``bf16``: operands rounded to bfloat16 (8-bit significand, round to nearest even), fp32
   accumulation.
+
+The fp32 matmuls here follow torch's global matmul settings: on a GPU with
+``torch.backends.cuda.matmul.allow_tf32`` (or ``set_float32_matmul_precision('high')``) on, the
+``ieee`` model would itself run at TF32. The models are exact with those settings at their
+defaults (off), which the tests and the precision study keep.
 """
 
 from __future__ import annotations

@@ -28,10 +28,16 @@ def test_all_kernels_compile_for_sm90() -> None:
     lines = proc.stdout.splitlines()
     assert lines[-1] == "all kernels compiled", proc.stdout
     compiled = [line for line in lines if line.startswith(("block.", "linear.", "relu_linear.", "edm_step."))]
-    # residual block: 3 kernels x 4 precisions; plain and relu layers: 3 kernels at tf32; 5 step
-    # kernel variants; each with a register count
-    assert len(compiled) == 12 + 6 + 5, proc.stdout
+    # residual block: 3 kernels x 4 precisions; plain and relu layers: 3 kernels at tf32; the tf32
+    # ones also masked (9 + 9); 5 step-kernel variants; each with a register count
+    assert len(compiled) == 12 + 6 + 9 + 5, proc.stdout
     assert all(int(line.split()[-4]) > 0 for line in compiled), proc.stdout
+    # every tensor-core GEMM lowered to Hopper's wgmma, the IEEE ones to FMA
+    for line in compiled:
+        if " tf32 " in line or " bf16 " in line or " tf32x3 " in line:
+            assert " wgmma " in line, line
+        elif " ieee " in line:
+            assert " fma " in line, line
 
 
 def test_refuses_to_run_under_the_interpreter() -> None:

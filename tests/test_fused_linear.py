@@ -113,21 +113,22 @@ def test_bad_input() -> None:
 @pytest.mark.parametrize("precision, rtol, atol", [("ieee", 1e-5, 1e-4), ("tf32x3", 1e-5, 1e-4),
                                                    ("tf32", 3e-3, 3e-2), ("bf16", 3e-2, 2e-1)])
 def test_full_size_on_gpu(m: int, n: int, precision: str, rtol: float, atol: float) -> None:
-    """Full sizes; tolerances on purpose: tf32 has a 10-bit mantissa (~5e-4 per product, summed
-    over K up to 2048 terms), bf16 an 8-bit one; 3xTF32 is fp32-class. The relative Frobenius
-    error is also bounded."""
+    """Full sizes; tolerances on purpose: tf32 has a 10-bit mantissa (truncated operands gave a
+    7.7e-4 relative error in kernels/precision.py's model at K = 1024), bf16 an 8-bit one;
+    3xTF32 is fp32-class. The relative Frobenius error is also bounded."""
     x, w, b = inputs(m, n, seed=m + n)
     ref64 = residual_block_reference(x.double(), w.double(), b.double())
     out = fused_linear_forward(x, w, b, precision, relu_input=True, residual=True)
     torch.testing.assert_close(out.double(), ref64, rtol=rtol, atol=atol)
     rel = float((out.double() - ref64).norm() / ref64.norm())
-    assert rel < {"ieee": 1e-6, "tf32x3": 1e-6, "tf32": 1e-3, "bf16": 1e-2}[precision], rel
+    # fp32 accumulation over n terms leaves ~4e-8 sqrt(n) (1.8e-6 at n = 2048) at any precision
+    assert rel < max({"ieee": 1e-6, "tf32x3": 1e-6, "tf32": 1.5e-3, "bf16": 1e-2}[precision], 4e-8 * n**0.5), rel
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("m, k, n, relu_input", [(4096, 256, 1024, False), (4096, 1024, 42, True),
                                                  (100_000, 1024, 42, True)])
-@pytest.mark.parametrize("precision, bound", [("ieee", 1e-6), ("tf32x3", 1e-6), ("tf32", 1e-3), ("bf16", 1e-2)])
+@pytest.mark.parametrize("precision, bound", [("ieee", 1e-6), ("tf32x3", 1e-6), ("tf32", 1.5e-3), ("bf16", 1e-2)])
 def test_full_size_linear_layers_on_gpu(m: int, k: int, n: int, relu_input: bool, precision: str,
                                         bound: float) -> None:
     """The denoiser's layer into the blocks (256 -> 1024) and its relu + output layer (1024 -> 42
@@ -145,9 +146,10 @@ def test_full_size_linear_layers_on_gpu(m: int, k: int, n: int, relu_input: bool
     for got, want, name in ((out, ref, "out"), (leaves[0].grad, ref_leaves[0].grad, "x"),
                             (leaves[1].grad, ref_leaves[1].grad, "weight")):
         rel = float((got.double() - want).norm() / want.norm())
-        # grad_W sums over all m rows in fp32: over 100k rows that alone is ~1e-5 at any precision
-        limit = max(bound, 3e-5) if name == "weight" and m > 10_000 else bound
-        assert rel < limit, (name, rel)
+        # fp32 accumulation over the summed length L (k for out, n for x, m for the weight) alone
+        # leaves ~4e-8 sqrt(L): 2.6e-6 over 4096 rows, 1.3e-5 over 100k, at any precision
+        length = {"out": k, "x": n, "weight": m}[name]
+        assert rel < max(bound, 4e-8 * length**0.5), (name, rel)
 
 
 @pytest.mark.gpu
