@@ -180,3 +180,21 @@ def test_kernel_matches_its_precision_model(precision: str, record_property) -> 
     record_property("tf32_rounding_closest", min(distance, key=distance.get))
     record_property("distance_to_model", distance)
     assert min(distance.values()) < 0.5, distance
+
+
+def test_autotune_configs_are_grouped_by_precision(monkeypatch) -> None:
+    """On a GPU the autotuner times only the configs made for the call's precision: FMA tiles
+    (BLOCK_K 16) for IEEE, two square tiles for 3xTF32, the tensor-core tiles for TF32 and bf16;
+    every config serves some precision."""
+    from synther_fast.kernels import fused_linear as fl
+
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    configs = fl._configs()
+    tiles = {p: [tuple(c.kwargs[k] for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
+                 for c in fl._prune(configs, {}, PRECISION=p)] for p in fl.PRECISIONS}
+    assert tiles["ieee"] and all(t[2] == 16 for t in tiles["ieee"])
+    assert sorted(tiles["tf32x3"]) == [(64, 64, 32), (128, 128, 32)]
+    assert tiles["tf32"] == tiles["bf16"] and all(t[2] >= 32 for t in tiles["tf32"])
+    assert (128, 128, 32) in tiles["tf32"] and (64, 64, 32) not in tiles["tf32"]
+    used = {t for group in tiles.values() for t in group}
+    assert len(used) == len(configs) == len({tuple(c.kwargs.values()) for c in configs})
