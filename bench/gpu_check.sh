@@ -8,6 +8,9 @@
 # the install runs in each stage (a few seconds).
 set -uo pipefail
 STAGE="${1:-all}"
+# Each step is cut at LIMIT seconds so that a hung benchmark still leaves the summary (and $OUT)
+# inside a 10-minute call; raise it for an unhurried "all".
+LIMIT="${LIMIT:-480}"
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="${OUT:-/tmp/gpu_check}"
 mkdir -p "$OUT"
@@ -26,23 +29,23 @@ if [[ "$STAGE" == all || "$STAGE" == tests ]]; then
 echo "== tests (GPU-capable files; the simulator tests need gymnasium, absent here)"
 TESTS=(test_fused_linear.py test_precision.py test_compile_check.py test_edm_step.py test_gpu_diffusion.py test_agents.py test_prefetch.py
        test_replay_buffer.py test_mixed_sampler.py test_edm.py test_diffusion_parts.py test_synther_api.py)
-python3 -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider -q \
+timeout "$LIMIT" python3 -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider -q \
   --junitxml "$OUT/tests.xml" "${TESTS[@]/#/$REPO/tests/}" 2>&1 | tail -25
 
 fi
 
 if [[ "$STAGE" == all || "$STAGE" == bench ]]; then
 echo "== diffusion benchmarks"
-python3 -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider -q \
+timeout "$LIMIT" python3 -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider -q \
   "$REPO/bench/bench_diffusion_gpu.py" --benchmark-json "$OUT/bench_diffusion_gpu.json" 2>&1 | tail -5
 fi
 
 if [[ "$STAGE" == all || "$STAGE" == extra ]]; then
 echo "== agent benchmarks"
-python3 -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider -q \
+timeout "$LIMIT" python3 -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider -q \
   "$REPO/bench/bench_agents.py" "$REPO/bench/bench_diffusion.py" --benchmark-json "$OUT/bench_agents.json" 2>&1 | tail -5
 echo "== profile (what limits each path)"
-python3 "$REPO/bench/gpu_profile.py" > "$OUT/profile.txt" 2>&1 || echo "profile failed: see profile.txt"
+timeout "$LIMIT" python3 "$REPO/bench/gpu_profile.py" > "$OUT/profile.txt" 2>&1 || echo "profile failed: see profile.txt"
 tail -60 "$OUT/profile.txt"
 
 fi

@@ -83,8 +83,9 @@ class ResidualMLPDenoiser(nn.Module):
         self.output_layer = nn.Linear(config.width, d_in)
 
     def uses_fused_blocks(self, x: torch.Tensor) -> bool:
-        """The dispatch rule: fused Triton blocks on CUDA (or when forced), the reference elsewhere,
-        so that on CPU nothing slower than the reference is ever picked by default."""
+        """The dispatch rule: fused Triton layers (kernels/fused_linear.py) on CUDA, or when forced;
+        the reference elsewhere, so that on CPU nothing slower than the reference is ever picked
+        by default."""
         backend = self.config.backend
         if backend in ("reference", "emulated") or (backend == "auto" and (not x.is_cuda or self.config.layer_norm)):
             return False
