@@ -13,4 +13,14 @@ except ImportError as exc:  # pragma: no cover - depends on the machine
         "The plain PyTorch reference path works without it."
     ) from exc
 
-__all__ = ["interpreter_enabled", "tl", "triton"]
+__all__ = ["check_device", "interpreter_enabled", "tl", "triton"]
+
+
+def check_device(t) -> None:
+    """The compiled kernels need CUDA tensors; CPU tensors only run under the interpreter."""
+    if not t.is_cuda and not interpreter_enabled():
+        raise RuntimeError(
+            f"synther_fast's fused kernels run on CUDA tensors; got a tensor on {t.device}. On a CPU use "
+            "DenoiserConfig.backend='auto' or 'reference' (or set TRITON_INTERPRET=1 before importing the "
+            "kernels, for tests)."
+        )

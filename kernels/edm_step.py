@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from synther_fast.kernels._triton import triton, tl
+from synther_fast.kernels._triton import check_device, triton, tl
 
 BLOCK = 1024
 
@@ -95,6 +95,7 @@ def _grid(n: int):
 
 
 def _flat(*tensors: torch.Tensor) -> None:
+    check_device(tensors[0])
     shape = tensors[0].shape
     for t in tensors:
         if t.shape != shape or t.dtype != torch.float32 or not t.is_contiguous():

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from synther_fast.kernels._triton import interpreter_enabled, triton, tl
+from synther_fast.kernels._triton import check_device, interpreter_enabled, triton, tl
 from synther_fast.kernels.precision import PRECISIONS, check_precision
 
 __all__ = ["PRECISIONS", "FusedLinearFunction", "fused_linear", "fused_linear_backward", "fused_linear_forward",
@@ -218,6 +218,7 @@ def _bwd_weight_kernel(
 
 def _check(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, precision: str, residual: bool) -> None:
     check_precision(precision)
+    check_device(x)
     if x.dim() != 2 or weight.dim() != 2 or weight.shape[1] != x.shape[1] or bias.shape != (weight.shape[0],):
         raise ValueError(
             f"fused linear needs x (M, K), weight (N, K), bias (N,); got {tuple(x.shape)}, "

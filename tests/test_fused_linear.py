@@ -182,6 +182,18 @@ def test_kernel_matches_its_precision_model(precision: str, record_property) -> 
     assert min(distance.values()) < 0.5, distance
 
 
+@pytest.mark.skipif(DEVICE == "cuda", reason="checks the CPU error path")
+def test_cpu_tensors_without_the_interpreter_get_a_clear_error(monkeypatch) -> None:
+    from synther_fast.kernels import edm_step
+
+    x, w, b = inputs(8, 16, seed=0)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(RuntimeError, match="CUDA tensors.*backend='auto' or 'reference'"):
+        fused_linear_forward(x, w, b)
+    with pytest.raises(RuntimeError, match="CUDA tensors"):
+        edm_step.churn(x, torch.randn_like(x), 0.1, 1.0)
+
+
 def test_autotune_configs_are_grouped_by_precision(monkeypatch) -> None:
     """On a GPU the autotuner times only the configs made for the call's precision: FMA tiles
     (BLOCK_K 16) for IEEE, two square tiles for 3xTF32, the tensor-core tiles for TF32 and bf16;
