@@ -28,6 +28,14 @@ def _info(_: argparse.Namespace) -> int:
         print("  torch: not installed")
     print(f"  triton: {'available' if triton_available() else 'not installed'}"
           f"{' (interpreter on)' if interpreter_enabled() else ''}")
+    if importlib.util.find_spec("torch") is not None:
+        from synther_fast.config import DenoiserConfig
+
+        default = DenoiserConfig()
+        fused = torch.cuda.is_available() and triton_available()
+        print(f"  denoiser (backend {default.backend!r}): "
+              + (f"fused Triton layers at {default.precision} on CUDA" if fused
+                 else "PyTorch reference (fp32); the fused layers need CUDA and triton"))
     return 0
 
 

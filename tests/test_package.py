@@ -84,6 +84,10 @@ def test_cli_entry_point_runs() -> None:
     out = subprocess.run(["synther-fast", "info"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "synther_fast" in out.stdout and "_replay" in out.stdout
+    import torch
+
+    expected = "fused Triton layers at tf32" if torch.cuda.is_available() else "PyTorch reference (fp32)"
+    assert expected in out.stdout, out.stdout
 
 
 def _run_python(code: str) -> subprocess.CompletedProcess:
