@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import ast
 import importlib.metadata
+import importlib.util
 import json
 import subprocess
 import sys
