@@ -30,9 +30,10 @@ def _info(_: argparse.Namespace) -> int:
           f"{' (interpreter on)' if interpreter_enabled() else ''}")
     if importlib.util.find_spec("torch") is not None:
         from synther_fast.config import DenoiserConfig
+        from synther_fast.diffusion.denoiser import picks_fused_layers
 
         default = DenoiserConfig()
-        fused = torch.cuda.is_available() and triton_available()
+        fused = picks_fused_layers(default, torch.cuda.is_available())
         print(f"  denoiser (backend {default.backend!r}): "
               + (f"fused Triton layers at {default.precision} on CUDA" if fused
                  else "PyTorch reference (fp32); the fused layers need CUDA and triton"))

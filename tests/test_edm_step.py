@@ -121,6 +121,13 @@ def test_auto_dispatch_never_picks_the_fused_path_on_cpu() -> None:
     assert forced.uses_fused_blocks(torch.zeros(2, 32))
     with pytest.raises(ValueError, match="backend"):
         ResidualMLPDenoiser(dataclasses.replace(DenoiserConfig(), backend="cuda"), 5)
+    # the rule itself, for a CUDA device (triton is installed wherever this file runs)
+    from synther_fast.diffusion.denoiser import picks_fused_layers
+
+    assert picks_fused_layers(DenoiserConfig(), on_cuda=True)
+    assert not picks_fused_layers(DenoiserConfig(), on_cuda=False)
+    assert not picks_fused_layers(DenoiserConfig(layer_norm=True), on_cuda=True)
+    assert not picks_fused_layers(DenoiserConfig(backend="emulated"), on_cuda=True)
 
 
 @pytest.mark.gpu

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
-import importlib.util
 import json
 import subprocess
 import sys
@@ -87,7 +86,10 @@ def test_cli_entry_point_runs() -> None:
     assert "synther_fast" in out.stdout and "_replay" in out.stdout
     import torch
 
-    fused = torch.cuda.is_available() and importlib.util.find_spec("triton") is not None
+    from synther_fast.config import DenoiserConfig
+    from synther_fast.diffusion.denoiser import picks_fused_layers
+
+    fused = picks_fused_layers(DenoiserConfig(), torch.cuda.is_available())
     expected = "fused Triton layers at tf32" if fused else "PyTorch reference (fp32)"
     assert expected in out.stdout, out.stdout
 

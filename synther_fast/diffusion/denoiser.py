@@ -15,6 +15,17 @@ from synther_fast.kernels.precision import PRECISIONS, fused_linear_emulated
 BACKENDS = ("auto", "reference", "fused", "emulated")
 
 
+def picks_fused_layers(config: DenoiserConfig, on_cuda: bool) -> bool:
+    """The dispatch rule: fused Triton layers (kernels/fused_linear.py) on CUDA, or when forced;
+    the reference elsewhere, so that on CPU nothing slower than the reference is ever picked by
+    default."""
+    if config.backend in ("reference", "emulated"):
+        return False
+    if config.backend == "fused":
+        return True
+    return on_cuda and not config.layer_norm and importlib.util.find_spec("triton") is not None
+
+
 class RandomFourierTimeEmbedding(nn.Module):
     """[c, sin(2 pi w c), cos(2 pi w c)] for k frozen frequencies w ~ N(0, 1): 2k + 1 features."""
 
@@ -83,15 +94,8 @@ class ResidualMLPDenoiser(nn.Module):
         self.output_layer = nn.Linear(config.width, d_in)
 
     def uses_fused_blocks(self, x: torch.Tensor) -> bool:
-        """The dispatch rule: fused Triton layers (kernels/fused_linear.py) on CUDA, or when forced;
-        the reference elsewhere, so that on CPU nothing slower than the reference is ever picked
-        by default."""
-        backend = self.config.backend
-        if backend in ("reference", "emulated") or (backend == "auto" and (not x.is_cuda or self.config.layer_norm)):
-            return False
-        if backend == "auto" and importlib.util.find_spec("triton") is None:
-            return False
-        return True
+        """Whether this forward runs the fused Triton layers (see :func:`picks_fused_layers`)."""
+        return picks_fused_layers(self.config, x.is_cuda)
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
         h = self.proj(x) + self.time_mlp(self.time_embedding(c_noise))
