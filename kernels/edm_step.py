@@ -49,6 +49,14 @@ def heun_churn_step_reference(x_hat, x_next, d_cur, f, eps, c_skip: float, c_out
 
 
 @triton.jit
+def _denoised_tile(x, f, c_skip, c_out, CLAMP: tl.constexpr):
+    denoised = c_skip * x + c_out * f
+    if CLAMP:
+        denoised = tl.minimum(tl.maximum(denoised, -1.0), 1.0)
+    return denoised
+
+
+@triton.jit
 def _churn_kernel(x_ptr, eps_ptr, x_hat_ptr, net_in_ptr, n, churn_std, c_in, BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
@@ -63,9 +71,7 @@ def _euler_kernel(x_hat_ptr, f_ptr, x_next_ptr, d_cur_ptr, net_in_ptr, n, c_skip
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     x_hat = tl.load(x_hat_ptr + offs, mask=mask)
-    denoised = c_skip * x_hat + c_out * tl.load(f_ptr + offs, mask=mask)
-    if CLAMP:
-        denoised = tl.minimum(tl.maximum(denoised, -1.0), 1.0)
+    denoised = _denoised_tile(x_hat, tl.load(f_ptr + offs, mask=mask), c_skip, c_out, CLAMP)
     d_cur = (x_hat - denoised) / t_hat
     x_next = x_hat + (t_next - t_hat) * d_cur
     tl.store(d_cur_ptr + offs, d_cur, mask=mask)
@@ -79,9 +85,7 @@ def _heun_churn_kernel(x_hat_ptr, x_next_ptr, d_cur_ptr, f_ptr, eps_ptr, out_ptr
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     x_next = tl.load(x_next_ptr + offs, mask=mask)
-    denoised = c_skip * x_next + c_out * tl.load(f_ptr + offs, mask=mask)
-    if CLAMP:
-        denoised = tl.minimum(tl.maximum(denoised, -1.0), 1.0)
+    denoised = _denoised_tile(x_next, tl.load(f_ptr + offs, mask=mask), c_skip, c_out, CLAMP)
     d_next = (x_next - denoised) / t_next
     d_cur = tl.load(d_cur_ptr + offs, mask=mask)
     x = tl.load(x_hat_ptr + offs, mask=mask) + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_next)

@@ -94,6 +94,14 @@ def _dot(a, b, PRECISION: tl.constexpr):
         return tl.dot(a, b, input_precision="ieee")
 
 
+@triton.jit
+def _load_tiles(a_ptrs, b_ptrs, a_mask, b_mask, EVEN_K: tl.constexpr):
+    """The two operand tiles of one reduction step; masked only when the size does not divide."""
+    if EVEN_K:
+        return tl.load(a_ptrs), tl.load(b_ptrs)
+    return tl.load(a_ptrs, mask=a_mask, other=0.0), tl.load(b_ptrs, mask=b_mask, other=0.0)
+
+
 _AUTOTUNE = dict(key=["M", "N", "K", "PRECISION", "RELU", "RESIDUAL"],
                  prune_configs_by={"early_config_prune": _prune})
 
@@ -127,12 +135,7 @@ def _fwd_kernel(
     w_ptrs = w_ptr + (rn % N)[None, :] * stride_wn + rk[:, None]  # (k, n) of W^T is W[n, k]
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
-        if EVEN_K:
-            x = tl.load(x_ptrs)
-            w = tl.load(w_ptrs)
-        else:
-            x = tl.load(x_ptrs, mask=rk[None, :] < K - k0, other=0.0)
-            w = tl.load(w_ptrs, mask=rk[:, None] < K - k0, other=0.0)
+        x, w = _load_tiles(x_ptrs, w_ptrs, rk[None, :] < K - k0, rk[:, None] < K - k0, EVEN_K)
         if RELU:
             x = tl.maximum(x, 0.0)  # relu on load
         acc += _dot(x, w, PRECISION)
@@ -162,12 +165,7 @@ def _bwd_input_kernel(
     w_ptrs = w_ptr + rr[:, None] * stride_wn + (rc % K)[None, :]
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for r0 in range(0, N, BLOCK_K):
-        if EVEN_K:
-            g = tl.load(g_ptrs)
-            w = tl.load(w_ptrs)
-        else:
-            g = tl.load(g_ptrs, mask=rr[None, :] < N - r0, other=0.0)
-            w = tl.load(w_ptrs, mask=rr[:, None] < N - r0, other=0.0)
+        g, w = _load_tiles(g_ptrs, w_ptrs, rr[None, :] < N - r0, rr[:, None] < N - r0, EVEN_K)
         acc += _dot(g, w, PRECISION)
         g_ptrs += BLOCK_K
         w_ptrs += BLOCK_K * stride_wn
@@ -199,12 +197,7 @@ def _bwd_weight_kernel(
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     bias_acc = tl.zeros((BLOCK_M,), dtype=tl.float32)
     for r0 in range(0, M, BLOCK_K):
-        if EVEN_K:
-            g_t = tl.load(g_ptrs)
-            x = tl.load(x_ptrs)
-        else:
-            g_t = tl.load(g_ptrs, mask=rr[None, :] < M - r0, other=0.0)
-            x = tl.load(x_ptrs, mask=rr[:, None] < M - r0, other=0.0)
+        g_t, x = _load_tiles(g_ptrs, x_ptrs, rr[None, :] < M - r0, rr[:, None] < M - r0, EVEN_K)
         if RELU:
             x = tl.maximum(x, 0.0)
         acc += _dot(g_t, x, PRECISION)
