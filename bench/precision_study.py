@@ -49,10 +49,10 @@ def set_precision(model: SynthER, precision: str, rounding: str) -> None:
     model.ema.emulated_tf32_rounding = rounding
 
 
-def sample(model: SynthER, label: str, seed: int) -> np.ndarray:
+def sample(model: SynthER, label: str, seed: int, rows: int = 2000) -> np.ndarray:
     _, precision, rounding = next(v for v in VARIANTS if v[0] == label)
     set_precision(model, precision, rounding)
-    return model.generate(2000, seed=seed)
+    return model.generate(rows, seed=seed)
 
 
 def quality_study(seeds: list[int]) -> dict:
@@ -93,7 +93,7 @@ def divergence_study(steps: int = 400, rows: int = 500) -> dict:
     out, reference = {}, None
     for label, _, _ in VARIANTS:
         started = time.perf_counter()
-        samples = _sample_n(model, label, rows)
+        samples = sample(model, label, seed=0, rows=rows)
         if reference is None:
             reference = samples
         shift = np.abs((samples - reference) / scale)
@@ -101,12 +101,6 @@ def divergence_study(steps: int = 400, rows: int = 500) -> dict:
                       "seconds": round(time.perf_counter() - started, 1)}
         print(f"width 1024 sampled at {label}: mean shift {shift.mean():.2e}, max {shift.max():.2e}", flush=True)
     return out
-
-
-def _sample_n(model: SynthER, label: str, rows: int) -> np.ndarray:
-    _, precision, rounding = next(v for v in VARIANTS if v[0] == label)
-    set_precision(model, precision, rounding)
-    return model.generate(rows, seed=0)
 
 
 def fmt(q: dict) -> str:
