@@ -1,12 +1,17 @@
-"""Configuration dataclasses and named presets. Defaults are the published SynthER settings.
+"""The configuration tree: every setting of every part, with the published SynthER defaults.
 
-A preset is a plain function returning a config; a call site shows its defaults. Configs serialise
-to plain JSON (``to_dict`` / ``from_dict``) for model files and run directories.
+One family of frozen dataclasses is the single source for the Python API, the CLI (generated from
+these classes with tyro: the field docstrings are the help), run directories and presets. A preset
+is a plain function returning a config, so a call site shows its defaults. Every config serialises
+with one versioned scheme (:func:`config_to_dict` / :func:`config_from_dict`); nested fields are
+overridden with dotted keys (:func:`with_overrides`, e.g. ``"synther.trainer.steps"``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -37,6 +42,10 @@ class DenoiserConfig:
     fp32), 'ieee' (exact fp32 products), 'tf32x3' (three TF32 products, fp32-class) or 'bf16'
     (fp32 accumulation); see synther_fast.kernels.precision. The reference backend is always fp32."""
 
+    def __post_init__(self) -> None:
+        _positive(self, "width", "depth", "dim_t", "fourier_features")
+
+
 
 @dataclass(frozen=True)
 class EDMConfig:
@@ -55,6 +64,12 @@ class EDMConfig:
     S_tmax: float = 50.0
     S_noise: float = 1.003
 
+    def __post_init__(self) -> None:
+        _positive(self, "sigma_data", "sigma_min", "sigma_max", "rho", "P_std", "num_steps")
+        if self.sigma_min >= self.sigma_max:
+            raise ValueError(f"EDMConfig.sigma_min ({self.sigma_min}) must be below sigma_max ({self.sigma_max})")
+
+
 
 @dataclass(frozen=True)
 class NormalizerConfig:
@@ -64,6 +79,10 @@ class NormalizerConfig:
     """'standard' (zero mean, unit std) or 'minmax' (to [-1, 1]; samples are clamped there)"""
     skip_reward: bool = False
     """leave the reward column unnormalised (the published online DMC setting)"""
+
+    def __post_init__(self) -> None:
+        _choice(self, "kind", ("standard", "minmax"))
+
 
 
 @dataclass(frozen=True)
@@ -89,6 +108,13 @@ class TrainerConfig:
     cuda_graph: bool = True
     """on CUDA, capture the whole training step (forward, backward, clip, AdamW, EMA) as a graph"""
 
+    def __post_init__(self) -> None:
+        _positive(self, "steps", "lr", "ema_every", "checkpoint_every", "log_every", "grad_clip")
+        if self.batch_size is not None:
+            _positive(self, "batch_size")
+        _non_negative(self, "ema_warmup")
+
+
 
 @dataclass(frozen=True)
 class GenerationConfig:
@@ -100,6 +126,10 @@ class GenerationConfig:
     clip_actions: bool = False
     """clip generated actions to action_bounds (the published code does not)"""
     action_bounds: tuple[float, float] = (-1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        _positive(self, "chunk_size")
+
 
 
 @dataclass(frozen=True)
@@ -115,35 +145,15 @@ class SynthERConfig:
     preset: str = "custom"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": "SynthERConfig", "version": CONFIG_FORMAT_VERSION, **_as_json(self)}
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SynthERConfig:
-        if data.get("format") != "SynthERConfig":
-            raise ValueError(f"not a SynthERConfig description: format {data.get('format')!r}")
-        if data.get("version") != CONFIG_FORMAT_VERSION:
-            raise ValueError(
-                f"SynthERConfig version {data.get('version')!r} is not supported "
-                f"(this package reads {CONFIG_FORMAT_VERSION})"
-            )
-        body = {k: v for k, v in data.items() if k not in ("format", "version")}
-        return _from_json(cls, body)
+        return config_from_dict(cls, data)
 
     def replace(self, **changes: Any) -> SynthERConfig:
         """A copy with fields changed; nested ones as 'trainer.steps' style keys or whole configs."""
-        nested: dict[str, dict[str, Any]] = {}
-        top: dict[str, Any] = {}
-        for key, value in changes.items():
-            if "." in key:
-                part, name = key.split(".", 1)
-                nested.setdefault(part, {})[name] = value
-            else:
-                top[key] = value
-        for part, fields in nested.items():
-            if not hasattr(self, part):
-                raise ValueError(f"unknown config section {part!r}")
-            top[part] = dataclasses.replace(getattr(self, part), **fields)
-        return dataclasses.replace(self, **top)
+        return with_overrides(self, **changes)
 
 
 def resolve_batch_size(config: TrainerConfig, n_rows: int) -> int:
@@ -183,33 +193,440 @@ def quick() -> SynthERConfig:
 PRESETS = {"paper_offline": paper_offline, "paper_online": paper_online, "quick": quick}
 
 
+
+
+# -- agents -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TD3BCConfig:
+    """TD3+BC (Fujimoto & Gu 2021) with CORL's defaults (the same for every D4RL locomotion task)."""
+
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    discount: float = 0.99
+    tau: float = 0.005
+    """target-network soft-update rate"""
+    policy_noise: float = 0.2
+    """std of the target-policy smoothing noise"""
+    noise_clip: float = 0.5
+    policy_freq: int = 2
+    """actor (and target) update every policy_freq critic updates"""
+    alpha: float = 2.5
+    """weight of the Q term against behaviour cloning: lambda = alpha / mean|Q|"""
+    hidden: tuple[int, ...] = (256, 256)
+
+
+@dataclass(frozen=True)
+class IQLConfig:
+    """IQL (Kostrikov et al. 2022) with CORL's defaults for D4RL locomotion."""
+
+    lr: float = 3e-4
+    discount: float = 0.99
+    tau: float = 0.005
+    beta: float = 3.0
+    """inverse temperature of the advantage-weighted actor loss"""
+    expectile: float = 0.7
+    hidden: tuple[int, ...] = (256, 256)
+    max_steps: int | None = None
+    """length of the actor's cosine learning-rate schedule; None: the run's number of updates"""
+
+
+@dataclass(frozen=True)
+class SACConfig:
+    """SAC as the REDQ code that SynthER's online experiments run (Chen et al. 2021)."""
+
+    lr: float = 3e-4
+    discount: float = 0.99
+    polyak: float = 0.995
+    """target <- polyak target + (1 - polyak) online, after every critic update"""
+    hidden: tuple[int, ...] = (256, 256)
+    batch_size: int = 256
+    start_steps: int = 5000
+    """uniformly random actions (and no updates) for this many environment steps"""
+    utd: int = 1
+    """critic updates per environment step (the update-to-data ratio)"""
+    policy_update_delay: int = 1
+    """actor and temperature update once every this many critic updates (and at the last of a step)"""
+    num_critics: int = 2
+    num_min: int = 2
+    """critics drawn at random (without replacement) for the min in the target: REDQ uses 10 and 2"""
+    target_entropy: float | None = None
+    """None: the REDQ code's 'mbpo' values (Hopper -1, HalfCheetah -3, Walker2d -3, ...; -|A| elsewhere)"""
+
+    def __post_init__(self) -> None:
+        _positive(self, "lr", "batch_size", "utd", "policy_update_delay", "num_critics", "num_min")
+        if self.start_steps < 0:
+            raise ValueError(f"SACConfig.start_steps must be >= 0, got {self.start_steps}")
+        if self.num_min > self.num_critics:
+            raise ValueError(f"SACConfig.num_min ({self.num_min}) cannot exceed num_critics ({self.num_critics})")
+        if not 0.0 <= self.polyak < 1.0:
+            raise ValueError(f"SACConfig.polyak must lie in [0, 1), got {self.polyak}")
+
+
+def sac_utd1() -> SACConfig:
+    """Plain SAC: one critic update per environment step."""
+    return SACConfig()
+
+
+def sac_utd20() -> SACConfig:
+    """SAC at UTD 20 with the actor and temperature updated once per environment step (SynthER)."""
+    return SACConfig(utd=20, policy_update_delay=20)
+
+
+def redq() -> SACConfig:
+    """REDQ (Chen et al. 2021): 10 critics, min over a random pair, UTD 20."""
+    return SACConfig(utd=20, policy_update_delay=20, num_critics=10, num_min=2)
+
+
+# -- pipelines --------------------------------------------------------------------------------------
+ARMS = {"real": 0.0, "synthetic": 1.0, "mixed": None}
+"""Offline arms and their synthetic ratios (None: OfflineConfig.mixed_ratio)."""
+OFFLINE_ALGOS = ("td3_bc", "iql")
+COLLECT_METHODS = ("random", "policy", "sac")
+
+
+@dataclass(frozen=True)
+class OfflineConfig:
+    """One offline experiment (paper section 4.1). Defaults are the paper's: 5M synthetic rows,
+    1M agent updates, the paper_offline diffusion model."""
+
+    env: str = "HalfCheetah-v5"
+    """task name (gymnasium v5 or dmc:domain-task); evaluation runs there"""
+    dataset: str | None = None
+    """dataset path (.npz, D4RL .hdf5, Minari folder); None: collect one with collect_*"""
+    collect_method: str = "policy"
+    """without a dataset: 'random', 'policy' (a checkpoint, per-episode noise) or 'sac' (replay)"""
+    collect_steps: int = 50_000
+    """environment steps to collect without a dataset"""
+    collect_policy: str | None = None
+    """policy checkpoint for collect_method 'policy'; None: the one shipped for env"""
+    collect_noise: tuple[float, ...] = (0.0, 0.3, 0.6, 1.0)
+    """per-episode action-noise levels, cycled: a spread gives mixed-quality data"""
+    algo: str = "td3_bc"
+    """offline agent: 'td3_bc' or 'iql'"""
+    arms: tuple[str, ...] = ("real", "synthetic")
+    """agents to train: 'real' (ratio 0), 'synthetic' (ratio 1, as the paper), 'mixed'"""
+    mixed_ratio: float = 0.5
+    """synthetic fraction of each batch of the 'mixed' arm"""
+    synthetic_rows: int = 5_000_000
+    """rows generated by the diffusion model"""
+    synther: SynthERConfig = field(default_factory=paper_offline)
+    td3_bc: TD3BCConfig = field(default_factory=TD3BCConfig)
+    iql: IQLConfig = field(default_factory=IQLConfig)
+    agent_steps: int = 1_000_000
+    """agent updates per arm"""
+    batch_size: int = 256
+    eval_every: int = 10_000
+    """updates between evaluations"""
+    eval_episodes: int = 10
+    checkpoint_every: int = 10_000
+    """updates between agent checkpoints"""
+    seed: int = 0
+    device: str | None = None
+    """None: cuda if available, else cpu"""
+    fast: bool = True
+    """stacked critics + foreach optimisers (+ CUDA graphs on GPU); False: the plain reference"""
+    threads: int = 0
+    """torch CPU threads (0: chosen for small networks, see synther_fast.runtime)"""
+    preset: str = "custom"
+
+    def __post_init__(self) -> None:
+        _choice(self, "algo", OFFLINE_ALGOS)
+        _choice(self, "collect_method", COLLECT_METHODS)
+        unknown = [a for a in self.arms if a not in ARMS]
+        if unknown or not self.arms:
+            raise ValueError(f"OfflineConfig.arms must be a non-empty subset of {tuple(ARMS)}, got {self.arms}")
+        _positive(self, "agent_steps", "batch_size", "eval_every", "eval_episodes", "checkpoint_every",
+                  "synthetic_rows", "collect_steps")
+        _non_negative(self, "seed", "threads")
+        if not 0.0 <= self.mixed_ratio <= 1.0:
+            raise ValueError(f"OfflineConfig.mixed_ratio must lie in [0, 1], got {self.mixed_ratio}")
+        if any(a != "real" for a in self.arms) and self.synthetic_rows < self.batch_size:
+            raise ValueError(f"OfflineConfig.synthetic_rows ({self.synthetic_rows}) must be at least "
+                             f"batch_size ({self.batch_size}) for a synthetic arm")
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OfflineConfig:
+        return config_from_dict(cls, data)
+
+    def with_overrides(self, **overrides: Any) -> OfflineConfig:
+        """Fields by name; nested ones by dotted keys ('synther.trainer.steps', 'td3_bc.alpha')."""
+        return with_overrides(self, **overrides)
+
+
+ONLINE_ALGOS = ("sac", "redq", "sac-synther")
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    """One online run (paper section 4.2): SAC at UTD 20 on 50/50 real/synthetic batches, with a
+    fresh diffusion model fitted on the real replay every retrain_every environment steps."""
+
+    env: str = "HalfCheetah-v5"
+    """task name (gymnasium v5 or dmc:domain-task)"""
+    algo: str = "sac-synther"
+    """'sac-synther' (SynthER), 'redq' (10 critics, UTD 20) or 'sac' (real data only at sac.utd)"""
+    env_steps: int = 100_000
+    """environment steps of the run"""
+    sac: SACConfig = field(default_factory=sac_utd20)
+    synther: SynthERConfig = field(default_factory=paper_online)
+    retrain_every: int = 10_000
+    """environment steps between diffusion refits (each a fresh model on the whole real replay)"""
+    num_samples: int = 200_000
+    """synthetic rows generated at each refit; they replace the previous ones"""
+    synthetic_capacity: int = 1_000_000
+    """capacity of the synthetic ring buffer"""
+    synthetic_ratio: float = 0.5
+    """fraction of each batch drawn from the synthetic buffer once it has rows (all real before)"""
+    real_capacity: int = 1_000_000
+    eval_every: int = 1000
+    """environment steps between evaluations (deterministic policy)"""
+    eval_episodes: int = 10
+    checkpoint_every: int = 5000
+    """environment steps between checkpoints (agent, optimisers, both buffers, RNG, counters)"""
+    seed: int = 0
+    device: str | None = None
+    """None: cuda if available, else cpu"""
+    threads: int = 0
+    """torch CPU threads (0: chosen for small networks, see synther_fast.runtime)"""
+    preset: str = "custom"
+
+    def __post_init__(self) -> None:
+        _choice(self, "algo", ONLINE_ALGOS)
+        _positive(self, "env_steps", "retrain_every", "num_samples", "synthetic_capacity", "real_capacity",
+                  "eval_every", "eval_episodes", "checkpoint_every")
+        _non_negative(self, "seed", "threads")
+        if not 0.0 <= self.synthetic_ratio < 1.0:
+            raise ValueError(f"OnlineConfig.synthetic_ratio must lie in [0, 1), got {self.synthetic_ratio}")
+        if self.num_samples > self.synthetic_capacity:
+            raise ValueError(f"OnlineConfig.num_samples ({self.num_samples}) exceeds synthetic_capacity "
+                             f"({self.synthetic_capacity}): the refill would overwrite itself")
+        if self.env_steps > self.real_capacity:
+            raise ValueError(f"OnlineConfig.env_steps ({self.env_steps}) exceeds real_capacity "
+                             f"({self.real_capacity}): the real replay would drop transitions")
+
+    @property
+    def uses_synther(self) -> bool:
+        return self.algo == "sac-synther"
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OnlineConfig:
+        return config_from_dict(cls, data)
+
+    def with_overrides(self, **overrides: Any) -> OnlineConfig:
+        return with_overrides(self, **overrides)
+
+
+def offline_quick() -> OfflineConfig:
+    """The CPU demo: 30k mixed-quality transitions from the shipped policy, the quick diffusion
+    preset, 100k synthetic rows, 15k TD3+BC updates per arm (a few minutes per arm on 2 cores)."""
+    return OfflineConfig(
+        collect_steps=30_000, synthetic_rows=100_000, synther=quick(), agent_steps=15_000,
+        eval_every=5_000, eval_episodes=5, checkpoint_every=5_000, preset="quick",
+    )
+
+
+def offline_paper() -> OfflineConfig:
+    """The published offline settings: 5M synthetic rows, paper_offline diffusion, 1M updates."""
+    return OfflineConfig(preset="paper")
+
+
+def online_sac_for(algo: str) -> SACConfig:
+    """The SAC settings of each online algorithm: SynthER and REDQ at UTD 20, plain SAC at UTD 1."""
+    return {"sac-synther": sac_utd20, "redq": redq, "sac": sac_utd1}[algo]()
+
+
+def online_paper(algo: str = "sac-synther") -> OnlineConfig:
+    """The published online settings (100k env steps, refit every 10k, 200k samples per refit)."""
+    return OnlineConfig(algo=algo, sac=online_sac_for(algo), preset="paper")
+
+
+def online_quick(algo: str = "sac-synther") -> OnlineConfig:
+    """A real, short online run on 2 CPU cores: 6k env steps, 1k random start steps, UTD 20 (SAC
+    at UTD 1), a small denoiser refit every 2k steps (3k diffusion steps, 20k rows, 32 sampler steps)."""
+    sac = dataclasses.replace(online_sac_for(algo), start_steps=1000)
+    synther = SynthERConfig(
+        denoiser=DenoiserConfig(width=256, depth=3, dim_t=64),
+        edm=EDMConfig(num_steps=32),
+        trainer=TrainerConfig(steps=3000, batch_size=256, checkpoint_every=1000),
+        generation=GenerationConfig(chunk_size=10_000),
+        preset="quick",
+    )
+    return OnlineConfig(algo=algo, env_steps=6000, sac=sac, synther=synther, retrain_every=2000,
+                        num_samples=20_000, synthetic_capacity=100_000, real_capacity=100_000,
+                        eval_every=1000, eval_episodes=3, checkpoint_every=1000, preset="quick")
+
+
+OFFLINE_PRESETS = {"quick": offline_quick, "paper": offline_paper}
+ONLINE_PRESETS = {"quick": online_quick, "paper": online_paper}
+
+
+# -- one serialisation, one override rule -----------------------------------------------------------
+LEGACY_FORMATS = {"synther_fast.OfflineConfig": "OfflineConfig"}
+"""Format names written by earlier releases (run directories of 0.1.0 keep loading)."""
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain JSON of a config tree, tagged with its class name and the format version."""
+    return {"format": type(config).__name__, "version": CONFIG_FORMAT_VERSION, **_as_json(config)}
+
+
+def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """The inverse of :func:`config_to_dict`; fields missing from older files take their defaults,
+    unknown fields and other formats or versions are refused with a message that names them."""
+    fmt = LEGACY_FORMATS.get(data.get("format"), data.get("format"))
+    if fmt != cls.__name__:
+        raise ValueError(f"not a {cls.__name__} description: format {data.get('format')!r}")
+    if data.get("version") != CONFIG_FORMAT_VERSION:
+        raise ValueError(
+            f"{cls.__name__} version {data.get('version')!r} is not supported "
+            f"(this package reads {CONFIG_FORMAT_VERSION})"
+        )
+    return _from_json(cls, {k: v for k, v in data.items() if k not in ("format", "version")})
+
+
+def with_overrides(config: T, **overrides: Any) -> T:
+    """A copy of ``config`` with fields replaced, nested ones named by dotted keys.
+
+    Values are checked against the field's type (``"ten"`` for an int is refused, ``1e5`` becomes
+    100000, a scalar for a tuple field becomes a 1-tuple); an unknown key raises naming the valid
+    keys at that level.
+    """
+    nested: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    names = {f.name: f for f in dataclasses.fields(config)}  # type: ignore[arg-type]
+    hints = typing.get_type_hints(type(config))
+    for key, value in overrides.items():
+        head, _, rest = key.partition(".")
+        if head not in names:
+            close = difflib.get_close_matches(head, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown {type(config).__name__} field {head!r}{hint}; valid: {', '.join(names)}")
+        if rest:
+            if not dataclasses.is_dataclass(getattr(config, head)):
+                raise ValueError(f"{type(config).__name__}.{head} has no fields (got key {key!r})")
+            nested.setdefault(head, {})[rest] = value
+        else:
+            top[head] = _coerce(value, hints[head], f"{type(config).__name__}.{head}")
+    for head, changes in nested.items():
+        top[head] = with_overrides(top.get(head, getattr(config, head)), **changes)
+    return dataclasses.replace(config, **top)  # type: ignore[type-var]
+
+
+def config_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the fields where two configs of one class differ, with both values."""
+    out: list[str] = []
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if dataclasses.is_dataclass(x) and dataclasses.is_dataclass(y):
+            out += config_differences(x, y, f"{prefix}{f.name}.")
+        elif x != y:
+            out.append(f"{prefix}{f.name}: {x!r} != {y!r}")
+    return out
+
+
+def _coerce(value: Any, hint: Any, name: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, hint):  # type: ignore[arg-type]
+            raise ValueError(f"{name} takes a {hint.__name__}, got {value!r}")
+        return value
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, option, name)
+            except ValueError as exc:
+                errors.append(str(exc))
+        raise ValueError(errors[0])
+    if origin is tuple:
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        inner = args[0] if args and (len(args) == 2 and args[1] is Ellipsis or len(args) == 1) else None
+        if inner is None and args:
+            if len(items) != len(args):
+                raise ValueError(f"{name} takes {len(args)} values, got {value!r}")
+            return tuple(_coerce(v, a, name) for v, a in zip(items, args))
+        return tuple(_coerce(v, inner, name) for v in items) if inner is not None else tuple(items)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ValueError(f"{name} takes true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ValueError(f"{name} takes an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                raise ValueError(f"{name} takes an integer, got {value!r}") from None
+            return _coerce(number, int, name)
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, bool):
+            raise ValueError(f"{name} takes a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} takes a number, got {value!r}") from None
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{name} takes a string, got {value!r}")
+        return value
+    return value
+
+
 def _as_json(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj):
         return {f.name: _as_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, tuple):
-        return list(obj)
+        return [_as_json(v) for v in obj]
     return obj
 
 
 def _from_json(cls: type[T], data: dict[str, Any]) -> T:
-    kwargs = {}
-    names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = set(data) - set(names)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = set(data) - names
     if unknown:
         raise ValueError(f"{cls.__name__} has no fields {sorted(unknown)}")
-    hints = {name: _field_type(cls, name) for name in names}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
     for name, value in data.items():
-        sub = hints[name]
-        if dataclasses.is_dataclass(sub) and isinstance(value, dict):
-            kwargs[name] = _from_json(sub, value)
-        elif isinstance(value, list):
-            kwargs[name] = tuple(value)
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            kwargs[name] = _from_json(hint, value)  # type: ignore[arg-type]
         else:
-            kwargs[name] = value
+            kwargs[name] = _coerce(value, hint, f"{cls.__name__}.{name}")
     return cls(**kwargs)
 
 
-def _field_type(cls: type, name: str) -> Any:
-    import typing
+def _positive(config: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not value > 0:
+            raise ValueError(f"{type(config).__name__}.{name} must be positive, got {value!r}")
 
-    return typing.get_type_hints(cls).get(name)
+
+def _non_negative(config: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or value < 0:
+            raise ValueError(f"{type(config).__name__}.{name} must be >= 0, got {value!r}")
+
+
+def _choice(config: Any, name: str, options: tuple[str, ...]) -> None:
+    value = getattr(config, name)
+    if value not in options:
+        raise ValueError(f"{type(config).__name__}.{name} must be one of {options}, got {value!r}")

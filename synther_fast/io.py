@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -27,7 +28,10 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise FileNotFoundError(f"cannot write {target}: directory {directory} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    if target.is_dir():
+        raise IsADirectoryError(f"cannot write {target}: it is a directory")
+    remove_stale_temporaries(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
@@ -48,14 +52,53 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
             os.close(dir_fd)
 
 
+def remove_stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
+    """Delete temporary files that an :func:`atomic_write` of ``target`` left behind when its
+    process was killed (``.NAME.PID.*.tmp`` whose PID is gone; files of the older ``.NAME.*.tmp``
+    pattern after an hour). Returns what was removed."""
+    target = Path(target)
+    directory = target.parent if str(target.parent) else Path(".")
+    removed = []
+    for candidate in directory.glob(f".{glob_escape(target.name)}.*.tmp"):
+        middle = candidate.name[len(target.name) + 2:-len(".tmp")]
+        pid_text = middle.split(".", 1)[0]
+        if pid_text.isdigit() and "." in middle:
+            stale = int(pid_text) != os.getpid() and not _alive(int(pid_text))
+        else:
+            with contextlib.suppress(OSError):
+                stale = time.time() - candidate.stat().st_mtime > 3600
+        if stale:
+            with contextlib.suppress(OSError):
+                candidate.unlink()
+                removed.append(candidate)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def load_torch_dict(path: str | os.PathLike[str], map_location, error: type[Exception], what: str) -> dict:
     """``torch.load(weights_only=True)`` of a file holding a dict; a missing file raises
     FileNotFoundError, anything unreadable raises ``error`` naming the file and ``what`` it should be."""
     import torch
 
     path = Path(path)
+    if path.is_dir():
+        raise error(f"{path} is a directory, not a {what}")
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path} does not exist")
+    remove_stale_temporaries(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged zip/pickle

@@ -7,31 +7,19 @@ update) and _update_policy."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from synther_fast.agents.graph import StaticStep
+from synther_fast.agents.base import check_state, tag_state, terminal_of
+from synther_fast.config import IQLConfig
+from synther_fast.graphs import CapturedStep
+from synther_fast.rng import seeded
 from synther_fast.agents.networks import LOG_STD_MAX, LOG_STD_MIN, make_critic, make_optimizer, mlp, soft_update
 
 EXP_ADV_MAX = 100.0
-
-
-@dataclass(frozen=True)
-class IQLConfig:
-    """CORL IQL defaults for D4RL locomotion (its per-dataset overrides only concern AntMaze)."""
-
-    lr: float = 3e-4
-    discount: float = 0.99
-    tau: float = 0.005
-    beta: float = 3.0
-    expectile: float = 0.7
-    hidden: tuple[int, ...] = (256, 256)
-    max_steps: int = 1_000_000
-    """length of the actor's cosine learning-rate schedule"""
 
 
 class GaussianPolicy(nn.Module):
@@ -58,23 +46,26 @@ def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
 
 
 class IQL:
+    kind = "iql"
+
     def __init__(self, obs_dim: int, act_dim: int, config: IQLConfig, state_mean: np.ndarray,
                  state_std: np.ndarray, device: str | torch.device = "cpu", fast: bool = True,
                  seed: int = 0) -> None:
         self.config, self.device, self.fast = config, torch.device(device), fast
-        torch.manual_seed(seed)
-        self.q = make_critic(fast, obs_dim, act_dim).to(self.device)
+        with seeded(seed):
+            self.q = make_critic(fast, obs_dim, act_dim).to(self.device)
+            self.v = mlp(obs_dim, 1, config.hidden).to(self.device)
+            self.actor = GaussianPolicy(obs_dim, act_dim, config.hidden).to(self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
-        self.v = mlp(obs_dim, 1, config.hidden).to(self.device)
-        self.actor = GaussianPolicy(obs_dim, act_dim, config.hidden).to(self.device)
         self.q_opt = make_optimizer(self.q.parameters(), config.lr, self.device, fast)
         self.v_opt = make_optimizer(self.v.parameters(), config.lr, self.device, fast)
         self.actor_opt = make_optimizer(self.actor.parameters(), config.lr, self.device, fast)
-        self.actor_lr_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.actor_opt, config.max_steps)
+        self.actor_lr_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.actor_opt, config.max_steps if config.max_steps is not None else 1_000_000)
         self.state_mean = torch.as_tensor(state_mean, dtype=torch.float32, device=self.device)
         self.state_std = torch.as_tensor(state_std, dtype=torch.float32, device=self.device)
         self.total_updates = 0
-        self._step: StaticStep | None = None
+        self._step: CapturedStep | None = None
         self._bound: Any = None
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
@@ -112,7 +103,7 @@ class IQL:
     def _step_fn(self, batch: Any):
         def run() -> dict[str, torch.Tensor]:
             obs, next_obs = self.normalize(batch.obs), self.normalize(batch.next_obs)
-            reward, terminal = batch.reward.squeeze(-1), batch.terminal.squeeze(-1)
+            reward, terminal = batch.reward.squeeze(-1), terminal_of(batch)
             with torch.no_grad():  # V(s') before V's own update, as CORL computes it
                 next_v = self.v(next_obs).squeeze(-1)
             v_loss, adv = self._update_v(obs, batch.action)
@@ -123,32 +114,35 @@ class IQL:
         return run
 
     def update(self, batch: Any) -> dict[str, torch.Tensor]:
+        """Exactly one IQL update (a capture's warm-up is undone)."""
         if batch is not self._bound:
-            self._step, self._bound = StaticStep(self._step_fn(batch), self.device), batch
+            state = [self.q, self.q_target, self.v, self.actor, self.q_opt, self.v_opt, self.actor_opt]
+            self._step, self._bound = CapturedStep(self._step_fn(batch), self.device, state=state), batch
         out = self._step()
         # Outside the (captured) step: a schedule changes the lr, which a graph would have frozen
         # (on CUDA the fast optimiser's lr is a device tensor that the scheduler fills in place).
-        for _ in range(self._step.last_call_updates):  # capture warm-ups are real updates
-            self.total_updates += 1
-            self.actor_lr_schedule.step()
+        self.total_updates += 1
+        self.actor_lr_schedule.step()
         return out
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray) -> np.ndarray:
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """The policy's mean action (IQL is evaluated deterministically, as CORL)."""
         x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
         return self.actor(self.normalize(x)).clamp(-1.0, 1.0).cpu().numpy()
 
     def state_dict(self) -> dict[str, Any]:
-        return {
+        return tag_state(self.kind, {
             "q": self.q.state_dict(), "q_target": self.q_target.state_dict(), "v": self.v.state_dict(),
             "actor": self.actor.state_dict(), "q_opt": self.q_opt.state_dict(),
             "v_opt": self.v_opt.state_dict(), "actor_opt": self.actor_opt.state_dict(),
             "actor_lr_schedule": self.actor_lr_schedule.state_dict(),
             "state_mean": self.state_mean, "state_std": self.state_std,
             "total_updates": self.total_updates,
-        }
+        })
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        check_state(self.kind, state)
         for name in ("q", "q_target", "v", "actor", "q_opt", "v_opt", "actor_opt", "actor_lr_schedule"):
             getattr(self, name).load_state_dict(state[name])
         self.state_mean.copy_(state["state_mean"])

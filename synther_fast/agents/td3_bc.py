@@ -10,41 +10,30 @@ per-network reference used in tests and benchmarks.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from synther_fast.agents.graph import StaticStep
+from synther_fast.agents.base import check_state, tag_state, terminal_of
+from synther_fast.config import TD3BCConfig
+from synther_fast.graphs import CapturedStep
+from synther_fast.rng import seeded
 from synther_fast.agents.networks import make_critic, make_optimizer, mlp, soft_update
 
 
-@dataclass(frozen=True)
-class TD3BCConfig:
-    """CORL TD3+BC defaults (the same for every D4RL locomotion dataset)."""
-
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    discount: float = 0.99
-    tau: float = 0.005
-    policy_noise: float = 0.2
-    noise_clip: float = 0.5
-    policy_freq: int = 2
-    alpha: float = 2.5
-    hidden: tuple[int, ...] = (256, 256)
-
-
 class TD3BC:
+    kind = "td3_bc"
+
     def __init__(self, obs_dim: int, act_dim: int, config: TD3BCConfig, state_mean: np.ndarray,
                  state_std: np.ndarray, device: str | torch.device = "cpu", fast: bool = True,
                  seed: int = 0) -> None:
         self.config, self.device, self.fast = config, torch.device(device), fast
-        torch.manual_seed(seed)
-        self.actor = mlp(obs_dim, act_dim, config.hidden, nn.Tanh()).to(self.device)
+        with seeded(seed):
+            self.actor = mlp(obs_dim, act_dim, config.hidden, nn.Tanh()).to(self.device)
+            self.critic = make_critic(fast, obs_dim, act_dim).to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic = make_critic(fast, obs_dim, act_dim).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_opt = make_optimizer(self.actor.parameters(), config.actor_lr, self.device, fast)
         self.critic_opt = make_optimizer(self.critic.parameters(), config.critic_lr, self.device, fast)
@@ -52,7 +41,7 @@ class TD3BC:
         self.state_std = torch.as_tensor(state_std, dtype=torch.float32, device=self.device)
         self.generator = None if self.device.type == "cuda" else torch.Generator().manual_seed(seed)
         self.total_updates = 0
-        self._steps: dict[bool, StaticStep] = {}
+        self._steps: dict[bool, CapturedStep] = {}
         self._bound: Any = None
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
@@ -88,7 +77,7 @@ class TD3BC:
     def _step_fn(self, batch: Any, with_actor: bool):
         def run() -> dict[str, torch.Tensor]:
             obs, next_obs = self.normalize(batch.obs), self.normalize(batch.next_obs)
-            reward, terminal = batch.reward.squeeze(-1), batch.terminal.squeeze(-1)
+            reward, terminal = batch.reward.squeeze(-1), terminal_of(batch)
             out = {"critic_loss": self._critic_step(obs, batch.action, reward, next_obs, terminal)}
             if with_actor:
                 out["actor_loss"] = self._actor_step(obs, batch.action)
@@ -103,19 +92,22 @@ class TD3BC:
         if batch is not self._bound:  # steps read the batch's tensors in place: rebind (re-capture)
             self._steps, self._bound = {}, batch
         step = self._steps.get(with_actor)
-        if step is None:
-            step = self._steps[with_actor] = StaticStep(self._step_fn(batch, with_actor), self.device)
-        out = step()
-        self.total_updates += step.last_call_updates - 1  # capture warm-ups are real updates
-        return out
+        if step is None:  # the capture's warm-up is undone: this call is still exactly one update
+            step = self._steps[with_actor] = CapturedStep(self._step_fn(batch, with_actor), self.device,
+                                                          state=self._learned_state())
+        return step()
+
+    def _learned_state(self) -> list:
+        return [self.actor, self.actor_target, self.critic, self.critic_target, self.actor_opt, self.critic_opt]
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray) -> np.ndarray:
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """The deterministic policy's actions (TD3+BC acts deterministically either way)."""
         x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
         return self.actor(self.normalize(x)).cpu().numpy()
 
     def state_dict(self) -> dict[str, Any]:
-        return {
+        return tag_state(self.kind, {
             "actor": self.actor.state_dict(), "actor_target": self.actor_target.state_dict(),
             "critic": self.critic.state_dict(), "critic_target": self.critic_target.state_dict(),
             "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
@@ -123,9 +115,10 @@ class TD3BC:
             "total_updates": self.total_updates,
             # On CUDA the target-policy noise comes from the default CUDA generator.
             "generator": self.generator.get_state() if self.generator is not None else torch.cuda.get_rng_state(),
-        }
+        })
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        check_state(self.kind, state)
         for name in ("actor", "actor_target", "critic", "critic_target", "actor_opt", "critic_opt"):
             getattr(self, name).load_state_dict(state[name])
         self.state_mean.copy_(state["state_mean"])

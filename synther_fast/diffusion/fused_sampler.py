@@ -13,6 +13,7 @@ import math
 import torch
 
 from synther_fast.diffusion.edm import HeunSchedule
+from synther_fast.graphs import CapturedStep
 
 
 def _pre(sigma: float, sigma_data: float) -> tuple[float, float, float, float]:
@@ -45,7 +46,7 @@ class FusedHeunSampler:
         if self.graph_enabled and generator is not None:
             raise ValueError("a captured sampler draws from the default CUDA generator; seed it with "
                              "torch.cuda.manual_seed instead of passing a generator")
-        self.graph: torch.cuda.CUDAGraph | None = None
+        self._captured: CapturedStep | None = None
         # Static per-step values, built once on the host.
         self.c_noise_hat = [torch.full((rows,), _pre(t, sigma_data)[3], device=self.device)
                             for t in schedule.sigma_hat]
@@ -93,19 +94,15 @@ class FusedHeunSampler:
         """One batch (the same output tensor every call: copy it before the next call)."""
         if not self.graph_enabled:
             return self._loop()
-        if self.graph is None:
-            # The warm-up draws noise too: restore the generator afterwards, so the first replay
-            # draws what any later replay after the same seeding draws.
-            rng_state = torch.cuda.get_rng_state(self.device)
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                self._loop()  # warm-up: Triton compilation and autotuning happen outside capture
-            torch.cuda.current_stream().wait_stream(stream)
-            self.graph = torch.cuda.CUDAGraph()
-            # thread_local: a prefetch thread's syncs elsewhere must not invalidate the capture
-            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
-                self._loop()
-            torch.cuda.set_rng_state(rng_state, self.device)
-        self.graph.replay()
+        if self._captured is None:
+            # One warm-up call (Triton compilation and autotuning happen outside capture); the
+            # helper gives its RNG draws back, so the first replay draws what later ones would.
+            self._captured = CapturedStep(self._loop, self.device, capture=True, warmup=1)
+        self._captured()
         return self.out
+
+    def release(self) -> None:
+        """Free the captured graph and its memory pool."""
+        if self._captured is not None:
+            self._captured.release()
+        self._captured = None

@@ -22,6 +22,7 @@ from synther_fast.diffusion.trainer import DiffusionTrainer
 from synther_fast.io import atomic_write, load_torch_dict
 from synther_fast.progress import progress_bar
 from synther_fast.replay.layout import TransitionLayout
+from synther_fast.rng import fresh_seed, seeded
 
 MODEL_FORMAT = "synther_fast.SynthER"
 MODEL_VERSION = 1
@@ -89,8 +90,8 @@ class SynthER:
 
     # -- fitting ------------------------------------------------------------------------------
     def _new_model(self) -> None:
-        torch.manual_seed(self.config.seed)  # initial weights and the frozen time frequencies
-        self.network = ResidualMLPDenoiser(self.config.denoiser, self.layout.width).to(self.device)
+        with seeded(self.config.seed):  # initial weights and the frozen time frequencies
+            self.network = ResidualMLPDenoiser(self.config.denoiser, self.layout.width).to(self.device)
         self.normalizer = Normalizer.for_layout(
             self.config.normalizer.kind, self.layout, self.config.normalizer.skip_reward
         ).to(self.device)
@@ -183,7 +184,14 @@ class SynthER:
         schedule = heun_schedule(edm, num_steps)
         probe = torch.empty(1, self.config.denoiser.width, device=self.device)
         if self.device.type == "cuda" and network.uses_fused_blocks(probe):
-            return self._fused_sampler(n, schedule, clamp).sample().clone()
+            # The captured sampler draws from the default CUDA generator: swap in a state seeded
+            # from ``generator`` so that the caller's seed decides the rows and nothing global moves.
+            seed = int(torch.randint(0, 2**62, (), generator=generator, device=generator.device)) \
+                if generator is not None else fresh_seed()
+            from synther_fast.graphs import CudaRngSlot
+
+            with CudaRngSlot(self.device, seed):
+                return self._fused_sampler(n, schedule, clamp).sample().clone()
 
         def denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
             out = denoise(network, x, sigma, edm.sigma_data)
@@ -196,6 +204,8 @@ class SynthER:
         from synther_fast.diffusion.fused_sampler import FusedHeunSampler
 
         cache = self.__dict__.setdefault("_samplers", {})
+        if cache and next(iter(cache))[2] != id(self.ema):  # another model's graphs: release them
+            cache.clear()
         key = (n, schedule.num_steps, id(self.ema))
         if key not in cache:
             if len(cache) >= 2:  # a full chunk and a remainder; each graph holds its activations
@@ -210,9 +220,7 @@ class SynthER:
             raise ValueError(f"number of rows must be a non-negative int, got {n!r}")
         self._require_model()
         generator = torch.Generator(device=self.device)
-        generator.manual_seed(int(seed) if seed is not None else int(torch.seed()))
-        if self.device.type == "cuda":  # the captured fused sampler draws from the default generator
-            torch.cuda.manual_seed(int(generator.initial_seed()))
+        generator.manual_seed(int(seed) if seed is not None else fresh_seed())
         chunk = self.config.generation.chunk_size
         dropped = 0
         for start in range(0, int(n), chunk):

@@ -14,6 +14,7 @@ from torch import nn
 
 from synther_fast.config import EDMConfig, TrainerConfig
 from synther_fast.diffusion.edm import edm_loss
+from synther_fast.graphs import CapturedStep, CudaRngSlot
 
 
 def ema_decay(call_index: int, config: TrainerConfig) -> float | None:
@@ -54,12 +55,13 @@ class DiffusionTrainer:
         self.graphed = device.type == "cuda" and config.cuda_graph
         if self.graphed:
             # Capturable AdamW reads its lr from a device tensor that the scheduler fills in place;
-            # the draws come from the default CUDA generator, which graphs replay correctly.
+            # the draws come from the default CUDA generator (which graphs replay correctly), with
+            # this fit's own state swapped in around each step (no global reseeding).
             self.optimizer = torch.optim.AdamW(
                 network.parameters(), lr=torch.tensor(config.lr, device=device), betas=tuple(config.betas),
                 weight_decay=config.weight_decay, capturable=True, foreach=True,
             )
-            torch.cuda.manual_seed(seed)
+            self.rng_slot: CudaRngSlot | None = CudaRngSlot(device, seed)
             self.generator = None
         else:
             self.optimizer = torch.optim.AdamW(
@@ -67,14 +69,15 @@ class DiffusionTrainer:
                 weight_decay=config.weight_decay,
             )
             self.generator = torch.Generator(device=device).manual_seed(seed)
+            self.rng_slot = None
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.steps)
-        self._graph: torch.cuda.CUDAGraph | None = None
-        self._graph_loss: torch.Tensor | None = None
         self.step = 0
         # The EMA call counter lives on the device so that the EMA update is tensor ops only.
         self.ema_calls = torch.zeros((), dtype=torch.int64, device=device)
         self._pairs = list(zip(self.ema.parameters(), network.parameters()))
         self._buffers = list(zip(self.ema.buffers(), network.buffers()))
+        self._captured = CapturedStep(self._step_body, device, capture=self.graphed,
+                                      state=(network, self.ema, self.optimizer, self.ema_calls))
 
     def _step_body(self) -> torch.Tensor:
         """Batch draw, loss, backward, clip, optimiser step and EMA: no host synchronisation."""
@@ -89,33 +92,20 @@ class DiffusionTrainer:
         return loss.detach()
 
     def train_step(self) -> torch.Tensor:
-        """One optimiser step on a uniformly drawn batch; returns the loss (a device tensor).
+        """Exactly one optimiser step on a uniformly drawn batch; returns the loss (a device tensor).
 
-        On CUDA (``cuda_graph``) the first call runs 3 warm-up steps on a side stream (real steps,
-        counted as such) and captures the step; later calls replay it.
+        On CUDA (``cuda_graph``) the first call warms up on a side stream, undoes the warm-up and
+        captures the step (graphs.CapturedStep); every call, that one included, is one step.
         """
         self.network.train()
-        if not self.graphed:
-            loss = self._step_body()
-            self.scheduler.step()
-            self.step += 1
-            return loss
-        if self._graph is None:
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                for _ in range(3):
-                    self._step_body()
-                    self.scheduler.step()
-                    self.step += 1
-            torch.cuda.current_stream().wait_stream(stream)
-            self._graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self._graph, capture_error_mode="thread_local"):
-                self._graph_loss = self._step_body()
-        self._graph.replay()
+        if self.rng_slot is None:
+            loss = self._captured()
+        else:
+            with self.rng_slot:
+                loss = self._captured()
         self.scheduler.step()
         self.step += 1
-        return self._graph_loss
+        return loss
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -139,7 +129,7 @@ class DiffusionTrainer:
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "generator": self.generator.get_state() if self.generator is not None else torch.cuda.get_rng_state(),
+            "generator": self.generator.get_state() if self.generator is not None else self.rng_slot.state.clone(),
             "ema_calls": self.ema_calls.clone(),
         }
 
@@ -151,6 +141,6 @@ class DiffusionTrainer:
         if self.generator is not None:
             self.generator.set_state(state["generator"].cpu())
         else:
-            torch.cuda.set_rng_state(state["generator"].cpu())
+            self.rng_slot.state = state["generator"].cpu()
         self.ema_calls.copy_(state["ema_calls"])
         self.step = int(state["step"])

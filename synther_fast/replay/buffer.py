@@ -80,9 +80,15 @@ class ReplayBuffer:
         write_replay_file(path, self.layout, self.capacity, self.total_added, rows)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, capacity: int | None = None) -> ReplayBuffer:
+    def load(cls, path: str | os.PathLike[str], *, capacity: int | None = None,
+             drop_oldest: bool = False) -> ReplayBuffer:
         """A new buffer holding the rows saved at ``path`` (capacity from the file unless given)."""
         saved = read_replay_file(path)
+        if capacity is not None and capacity < len(saved.rows) and not drop_oldest:
+            raise ValueError(
+                f"{path} holds {len(saved.rows)} rows but capacity {capacity} would keep only the newest "
+                f"{capacity}; pass a larger capacity, or drop_oldest=True to keep the newest on purpose"
+            )
         buffer = cls(saved.capacity if capacity is None else capacity, saved.layout)
         buffer._reset_from(saved)
         return buffer
@@ -97,6 +103,11 @@ class ReplayBuffer:
                 f"{path}: layout {saved.layout} does not match this buffer's {self.layout}"
             )
         self._reset_from(saved)
+
+    def clear(self) -> None:
+        """Drop every row (the online loop's refill replaces the synthetic rows). Not safe while
+        other threads use the buffer."""
+        self._ring.reset(np.zeros((0, self.layout.width), np.float32), 0)
 
     def _reset_from(self, saved: Any) -> None:
         rows = saved.rows[-self.capacity :] if len(saved.rows) > self.capacity else saved.rows

@@ -76,8 +76,14 @@ class NumpyReplayBuffer:
         write_replay_file(path, self.layout, self.capacity, self.total_added, self.to_numpy())
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, capacity: int | None = None) -> NumpyReplayBuffer:
+    def load(cls, path: str | os.PathLike[str], *, capacity: int | None = None,
+             drop_oldest: bool = False) -> NumpyReplayBuffer:
         saved = read_replay_file(path)
+        if capacity is not None and capacity < len(saved.rows) and not drop_oldest:
+            raise ValueError(
+                f"{path} holds {len(saved.rows)} rows but capacity {capacity} would keep only the newest "
+                f"{capacity}; pass a larger capacity, or drop_oldest=True to keep the newest on purpose"
+            )
         buffer = cls(saved.capacity if capacity is None else capacity, saved.layout)
         buffer._reset_from(saved)
         return buffer
@@ -87,6 +93,10 @@ class NumpyReplayBuffer:
         if saved.layout != self.layout:
             raise ReplayFileError(f"{path}: layout {saved.layout} does not match {self.layout}")
         self._reset_from(saved)
+
+    def clear(self) -> None:
+        """Drop every row."""
+        self._size, self._cursor, self.total_added = 0, 0, 0
 
     def _reset_from(self, saved: Any) -> None:
         rows = saved.rows[-self.capacity :]

@@ -71,6 +71,8 @@ def write_replay_file(
 def read_replay_file(path: str | os.PathLike[str]) -> ReplayFile:
     """Read and fully validate a replay file; raises ReplayFileError naming the problem."""
     path = Path(path)
+    if path.is_dir():
+        raise ReplayFileError(f"{path} is a directory, not a replay file")
     if not path.is_file():
         raise FileNotFoundError(f"replay file {path} does not exist")
     size = path.stat().st_size

@@ -1,0 +1,318 @@
+"""The online loop (Lu et al. 2023, section 4.2): SAC, REDQ, or SAC + SynthER, in one module.
+
+Every environment step: act (uniformly random for the first ``start_steps``), store the real
+transition (a time-limit truncation is not a terminal), and — once the replay holds more than
+``start_steps`` rows, as the REDQ code — run one learner block: ``utd`` critic updates on batches
+from the C++ MixedSampler, the actor and temperature once (SACConfig). With SynthER, every
+``retrain_every`` steps a *fresh* diffusion model is fitted on the whole real replay and
+``num_samples`` generated rows replace the synthetic buffer; batches are then ``synthetic_ratio``
+synthetic (all real before the first refill, as the published code).
+
+The same loop with SynthER off is plain SAC or REDQ, and ``collect --method sac`` runs it too.
+
+Resumable: a checkpoint (agent, optimisers, sampler and action RNG, counters, the real replay,
+the evaluations and the current refill) is written atomically at the first episode end after
+every ``checkpoint_every`` steps. Episodes are seeded from (seed, episode index), so a resumed run
+replays exactly what an uninterrupted one does; refits already written are reloaded, not redone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from synther_fast.config import OnlineConfig
+from synther_fast.progress import progress_bar
+from synther_fast.runs import Run, write_json
+
+CHECKPOINT = "online.ckpt"
+TIME_KEYS = ("env", "learner", "fit", "generate", "eval")
+
+
+@dataclass
+class OnlineResult:
+    run_dir: Path
+    summary: dict[str, Any]
+
+    @property
+    def final_return(self) -> float:
+        return self.summary["final_return_mean"]
+
+
+def resolve_device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for, but torch sees no CUDA device here")
+    return device
+
+
+def synther_config_for(config: OnlineConfig, suite: str):
+    """The refit's diffusion settings: DMC rewards stay unnormalised (the published choice)."""
+    synther = config.synther
+    if suite == "dmc" and not synther.normalizer.skip_reward:
+        synther = dataclasses.replace(synther, normalizer=dataclasses.replace(synther.normalizer, skip_reward=True))
+    return synther
+
+
+class OnlineLoop:
+    """The state of one online run and its phases (act, learn, refit, evaluate, checkpoint)."""
+
+    def __init__(self, config: OnlineConfig, run: Run, device: torch.device, progress: bool) -> None:
+        from synther_fast.agents.sac import SAC
+        from synther_fast.envs import env_spec, make_env
+        from synther_fast.replay import MixedSampler, ReplayBuffer, TransitionLayout
+        from synther_fast.replay.sampler import Batch
+
+        self.config, self.run, self.device, self.progress = config, run, device, progress
+        self.spec = env_spec(config.env)
+        self.layout = TransitionLayout(self.spec.obs_dim, self.spec.act_dim, self.spec.has_terminal)
+        self.env = make_env(config.env)
+        self.agent = SAC(self.spec.obs_dim, self.spec.act_dim, config.sac, device, config.seed, config.env)
+        self.real = ReplayBuffer(config.real_capacity, self.layout)
+        self.synthetic = ReplayBuffer(config.synthetic_capacity, self.layout) if config.uses_synther else None
+        ratio = config.synthetic_ratio if config.uses_synther else 0.0
+        self.sampler = MixedSampler(self.real, self.synthetic, ratio, config.sac.batch_size, seed=config.seed)
+        # The learner block's batches: (utd, B, width) in (pinned) host memory, sampled in place;
+        # on CUDA copied into one static device tensor that the captured block reads.
+        shape = (config.sac.utd, config.sac.batch_size, Batch.row_width(self.layout))
+        self.host_block = torch.zeros(shape, pin_memory=device.type == "cuda")
+        self.host_views = [Batch(self.host_block[i], self.layout) for i in range(config.sac.utd)]
+        self.device_block = self.host_block if device.type == "cpu" else torch.zeros(shape, device=device)
+        self.action_rng = np.random.default_rng(config.seed)
+        self.t = 0
+        self.episode = 0
+        self.episode_return = 0.0
+        self.episode_returns: list[float] = []
+        self.timeouts: list[int] = []
+        self.evaluations: list[dict[str, Any]] = []
+        self.refits: list[dict[str, Any]] = []
+        self.seconds = dict.fromkeys(TIME_KEYS, 0.0)
+        self.last_metrics: dict[str, torch.Tensor] = {}
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def save(self) -> None:
+        self.real.save(self.run.file("real.replay"))
+        payload = {
+            "agent": self.agent.state_dict(),
+            "sampler": json.dumps(self.sampler.state_dict()),
+            "action_rng": json.dumps(self.action_rng.bit_generator.state),
+            "counters": json.dumps({"t": self.t, "episode": self.episode}),
+            "history": json.dumps({"episode_returns": self.episode_returns, "timeouts": self.timeouts,
+                                   "evaluations": self.evaluations, "refits": self.refits,
+                                   "seconds": self.seconds}),
+        }
+        self.run.save_checkpoint(CHECKPOINT, "online", payload, phase="online")
+        for k in range(len(self.refits) - 1):  # rows no checkpoint refers to any more (models stay)
+            self._refill_files(k)[1].unlink(missing_ok=True)
+
+    def restore(self) -> bool:
+        state = self.run.load_checkpoint(CHECKPOINT, "online", map_location=self.device)
+        if state is None:
+            return False
+        self.agent.load_state_dict(state["agent"])
+        self.real.restore(self.run.file("real.replay"))
+        counters = json.loads(state["counters"])
+        self.t, self.episode = int(counters["t"]), int(counters["episode"])
+        history = json.loads(state["history"])
+        self.episode_returns, self.timeouts = history["episode_returns"], history["timeouts"]
+        self.evaluations, self.refits, self.seconds = history["evaluations"], history["refits"], history["seconds"]
+        if self.refits:  # the synthetic rows the agent was learning from at the checkpoint
+            self._load_refill(len(self.refits) - 1)
+        self.sampler.load_state_dict(json.loads(state["sampler"]))
+        self.action_rng.bit_generator.state = json.loads(state["action_rng"])
+        if self.run.metrics is not None:  # records logged after the checkpoint are logged again
+            self.run.metrics.truncate("online", self.t)
+            self.run.metrics.truncate("refit", self.t)
+        return True
+
+    # -- SynthER refits -----------------------------------------------------------------------
+    def _refill_files(self, k: int) -> tuple[Path, Path]:
+        return self.run.file(f"synther_{k}.pt"), self.run.file(f"synthetic_{k}.replay")
+
+    def _load_refill(self, k: int) -> None:
+        _, rows_file = self._refill_files(k)
+        self.synthetic.restore(rows_file)
+
+    def refit(self) -> dict[str, Any]:
+        """A fresh diffusion model on the whole real replay; its rows replace the synthetic ones."""
+        from synther_fast.analysis import marginal_fidelity
+        from synther_fast.diffusion import SynthER
+
+        k = len(self.refits)
+        model_file, rows_file = self._refill_files(k)
+        real_rows = self.real.to_numpy()
+        synther_cfg = dataclasses.replace(synther_config_for(self.config, self.spec.suite),
+                                          seed=self.config.seed + k)
+        info: dict[str, Any] = {"refit": k, "env_step": self.t, "real_rows": len(real_rows)}
+        if model_file.exists() and rows_file.exists():  # written before an interruption: reuse
+            self.synthetic.restore(rows_file)
+            info["reloaded"] = True
+        else:
+            model = SynthER(self.layout, synther_cfg, self.device)
+            start = time.perf_counter()
+            model.fit(real_rows, progress=self.progress)
+            self.seconds["fit"] += (fit_s := time.perf_counter() - start)
+            start = time.perf_counter()
+            self.synthetic.clear()
+            written = model.generate_into(self.synthetic, self.config.num_samples, seed=self.config.seed + k)
+            self.seconds["generate"] += (gen_s := time.perf_counter() - start)
+            model.save(model_file)
+            self.synthetic.save(rows_file)
+            info |= {"rows": written, "fit_seconds": fit_s, "generate_seconds": gen_s,
+                     "final_loss": model.history[-1]["loss"]}
+        fidelity = marginal_fidelity(real_rows, self.synthetic.to_numpy(), self.layout, max_rows=20_000)
+        info |= {"mean_ks": fidelity["mean_ks"], "max_ks": fidelity["max_ks"],
+                 "mean_gap_in_std": fidelity["mean_gap_in_std"]}
+        self.refits.append(info)
+        return info
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _reset_env(self) -> np.ndarray:
+        obs, _ = self.env.reset(seed=self.config.seed * 1_000_003 + self.episode)
+        self.episode_return = 0.0
+        return obs
+
+    def learner_step(self) -> None:
+        for view in self.host_views:
+            self.sampler.sample(view)
+        if self.device_block is not self.host_block:
+            self.device_block.copy_(self.host_block, non_blocking=True)
+        self.last_metrics = self.agent.update_block(self.device_block, self.layout)
+
+    def evaluate(self) -> dict[str, Any]:
+        from synther_fast.evaluation import evaluate, normalized_score
+
+        returns = evaluate(lambda o: self.agent.act(o, deterministic=True), self.config.env,
+                           self.config.eval_episodes, seed=10_000 + self.config.seed)
+        record: dict[str, Any] = {"env_step": self.t, "return_mean": float(returns.mean()),
+                                  "return_std": float(returns.std())}
+        score = normalized_score(self.config.env, record["return_mean"])
+        if score is not None:
+            record["normalized_score"] = score
+        record |= {k: float(v) for k, v in self.last_metrics.items()}  # the one host sync per eval
+        record |= {"critic_updates": self.agent.critic_updates, "actor_updates": self.agent.actor_updates}
+        record |= {f"seconds_{k}": v for k, v in self.seconds.items()}
+        return record
+
+    def run_loop(self) -> None:
+        cfg, sac = self.config, self.config.sac
+        metrics = self.run.logger()
+        bar = progress_bar(cfg.env_steps, f"{cfg.algo} on {cfg.env}", enabled=self.progress, initial=self.t)
+        obs = self._reset_env()
+        next_checkpoint = (self.t // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+        try:
+            while self.t < cfg.env_steps:
+                start = time.perf_counter()
+                if self.t < sac.start_steps:
+                    action = self.action_rng.uniform(-1.0, 1.0, self.spec.act_dim).astype(np.float32)
+                else:
+                    action = self.agent.act(obs[None])[0]
+                next_obs, reward, terminated, truncated, _ = self.env.step(action)
+                last = self.t == cfg.env_steps - 1
+                row = np.concatenate([obs, action, [reward], next_obs] + ([[float(terminated)]]
+                                                                            if self.layout.has_terminal else []))
+                self.real.add(row.astype(np.float32))
+                if (truncated or last) and not terminated:
+                    self.timeouts.append(self.t)
+                self.episode_return += float(reward)
+                self.t += 1
+                obs = next_obs
+                self.seconds["env"] += time.perf_counter() - start
+                if cfg.uses_synther and self.t % cfg.retrain_every == 0 and self.t < cfg.env_steps:
+                    info = self.refit()
+                    metrics.log("refit", self.t, {k: v for k, v in info.items() if isinstance(v, (int, float))})
+                if len(self.real) > sac.start_steps:  # the REDQ code's delay_update_steps='auto'
+                    start = time.perf_counter()
+                    self.learner_step()
+                    self.seconds["learner"] += time.perf_counter() - start
+                if self.t % cfg.eval_every == 0 or self.t == cfg.env_steps:
+                    start = time.perf_counter()
+                    record = self.evaluate()
+                    self.seconds["eval"] += time.perf_counter() - start
+                    self.evaluations.append(record)
+                    metrics.log("online", self.t, {k: v for k, v in record.items() if k != "env_step"})
+                    bar.set_postfix(ret=f"{record['return_mean']:.0f}")
+                bar.update(1)
+                if terminated or truncated:
+                    self.episode_returns.append(self.episode_return)
+                    self.episode += 1
+                    obs = self._reset_env()
+                    if self.t >= next_checkpoint:
+                        self.save()
+                        next_checkpoint = (self.t // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+        finally:
+            bar.close()
+        self.save()
+
+
+def run_online(config: OnlineConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
+               wandb: bool = False) -> OnlineResult:
+    """Run (or resume) one online run in ``run_dir``; returns its summary."""
+    from synther_fast.envs import env_spec
+    from synther_fast.runtime import torch_threads
+
+    device = resolve_device(config.device)  # every input is checked before the run directory exists
+    env_spec(config.env)
+    run = Run.open(run_dir, config, resume=resume)
+    if run.done("online"):
+        return OnlineResult(run.path, json.loads(run.file("summary.json").read_text()))
+    try:
+        run.logger(wandb=wandb)
+        with torch_threads(config.threads, small_networks=True), run.phase("online"):
+            loop = OnlineLoop(config, run, device, progress)
+            loop.restore()
+            loop.run_loop()
+        summary = summarize(loop)
+        write_json(run.file("summary.json"), summary)
+        plot_learning_curve(loop.evaluations, run.file("learning_curve.png"), f"{config.algo} on {config.env}")
+        run.mark_done("online", {"env_steps": loop.t, "final_return_mean": summary["final_return_mean"]})
+    finally:
+        run.close()
+    summary["seconds_total"] = run.timings.get("online")
+    write_json(run.file("summary.json"), summary)
+    return OnlineResult(run.path, summary)
+
+
+def summarize(loop: OnlineLoop) -> dict[str, Any]:
+    config, final = loop.config, loop.evaluations[-1]
+    return {
+        "env": config.env, "algo": config.algo, "seed": config.seed, "preset": config.preset,
+        "env_steps": loop.t, "episodes": loop.episode, "device": str(loop.device),
+        "final_return_mean": final["return_mean"], "final_return_std": final["return_std"],
+        "final_normalized_score": final.get("normalized_score"),
+        "critic_updates": loop.agent.critic_updates, "actor_updates": loop.agent.actor_updates,
+        "utd": config.sac.utd, "evaluations": loop.evaluations, "refits": loop.refits,
+        "seconds": loop.seconds,
+        "critic_updates_per_learner_second": loop.agent.critic_updates / max(loop.seconds["learner"], 1e-9),
+    }
+
+
+def plot_learning_curve(evaluations: list[dict[str, Any]], path: Path, title: str) -> Path | None:
+    """Return against environment steps as a PNG (skipped, returning None, without matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    steps = [e["env_step"] for e in evaluations]
+    mean = np.array([e["return_mean"] for e in evaluations])
+    std = np.array([e["return_std"] for e in evaluations])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(steps, mean)
+    ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+    ax.set(xlabel="environment steps", ylabel="evaluation return", title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

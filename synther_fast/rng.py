@@ -1,0 +1,27 @@
+"""Randomness without hidden global state: library objects never reseed torch's global generators.
+
+Network initialisation draws from torch's global CPU generator (nn.Linear knows no other), so it
+runs inside :func:`seeded`, which forks that generator and gives it back untouched afterwards.
+Everything else takes an explicit ``torch.Generator`` or seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run the block with the global CPU generator seeded to ``seed``; restore it afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
+
+
+def fresh_seed() -> int:
+    """A seed from the operating system's entropy (for calls made without one)."""
+    return int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> 1)

@@ -1,0 +1,37 @@
+"""Torch's CPU thread count, chosen for the work at hand.
+
+Measured on a 2-core machine (issue 13): the offline agents' 2x256 networks ran ~200 updates/s
+with torch's default 2 threads on an idle machine, but fell to 49/s when another process kept one
+core busy, while one thread gave 145/s under the same load. Small networks gain little from a
+second thread and lose much to contention, so their phases default to one thread on machines with
+few cores; the diffusion fits (large matmuls) keep torch's default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import torch
+
+
+def default_threads(small_networks: bool) -> int:
+    cores = os.cpu_count() or 1
+    if not small_networks:
+        return torch.get_num_threads()
+    return 1 if cores <= 2 else min(4, cores // 2)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int = 0, small_networks: bool = False) -> Iterator[int]:
+    """Run the block with ``threads`` torch CPU threads (0: :func:`default_threads`)."""
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0, got {threads}")
+    before = torch.get_num_threads()
+    chosen = threads or default_threads(small_networks)
+    torch.set_num_threads(chosen)
+    try:
+        yield chosen
+    finally:
+        torch.set_num_threads(before)
