@@ -22,7 +22,8 @@ _LAZY = {
     "SynthER": "synther_fast.diffusion",
     "ModelFileError": "synther_fast.diffusion",
     "train": "synther_fast.api",
-    "OfflineConfig": "synther_fast.offline",
+    "OfflineConfig": "synther_fast.config",
+    "OnlineConfig": "synther_fast.config",
 }
 
 
@@ -38,6 +39,7 @@ def __getattr__(name: str):
 __all__ = [
     "ModelFileError",
     "OfflineConfig",
+    "OnlineConfig",
     "train",
     "SynthER",
     "SynthERConfig",

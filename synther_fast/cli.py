@@ -1,34 +1,287 @@
-"""The ``synther-fast`` command line."""
+"""The ``synther-fast`` command line, generated from the config dataclasses with tyro.
+
+Every option of a run is a field of its config tree (synther_fast.config), so ``--help`` shows the
+same defaults and the same documentation as the Python API, and nested settings are reached with
+dotted options (``--synther.trainer.steps 20000``, ``--sac.utd 20``). ``--preset`` picks the
+defaults of every other option. Expected errors (a missing file, a bad value, a run directory
+that holds another run) print one line and exit with status 2; ``--debug`` shows the traceback.
+"""
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
-import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import tyro
+
+from synther_fast.config import (
+    OFFLINE_PRESETS,
+    ONLINE_PRESETS,
+    PRESETS,
+    OfflineConfig,
+    OnlineConfig,
+    SynthERConfig,
+)
+from synther_fast.envs.names import DMC_TASKS, GYM_TASKS
+
+ENVS_HELP = f"valid tasks: {', '.join(GYM_TASKS + DMC_TASKS)}"
+Flat = tyro.conf.arg(name="")  # a config's fields become top-level options (--env, --synther....)
 
 
-def _info(_: argparse.Namespace) -> int:
-    import numpy as np
+@dataclass
+class Demo:
+    """The main job: quick offline SynthER on HalfCheetah-v5 (about 10 minutes on 2 CPU cores).
 
-    import synther_fast
-    from synther_fast import _replay
-    from synther_fast.kernels import interpreter_enabled, triton_available
+    Collects 30k mixed-quality transitions with a small policy shipped in the package, fits a
+    diffusion model, generates 100k synthetic rows, trains TD3+BC on the real and on the synthetic
+    rows, and prints both agents' returns side by side. Running it again continues an interrupted
+    demo or re-prints the finished one."""
 
-    print(f"synther_fast {synther_fast.__version__} at {synther_fast.__file__}")
-    print(f"  C++ extension synther_fast._replay: {_replay.__file__}")
-    print(f"  numpy {np.__version__}")
-    if importlib.util.find_spec("torch") is not None:
+    run_dir: str = "runs/demo"
+    """where everything is written"""
+
+    def run(self) -> int:
+        from synther_fast.api import train
+        from synther_fast.offline import format_summary
+
+        config = OFFLINE_PRESETS["quick"]()
+        plan = ["collect 30k transitions", "fit the diffusion model (4k steps)", "generate 100k rows",
+                "TD3+BC on real data (15k updates)", "TD3+BC on synthetic data (15k updates)"]
+        print("synther-fast demo: quick offline SynthER on HalfCheetah-v5, about 10 minutes on 2 cores")
+        for i, step in enumerate(plan, 1):
+            print(f"  phase {i}/{len(plan)}: {step}")
+        result = train(config, run_dir=self.run_dir, resume=True)
+        text = format_summary(result.summary)
+        table = result.run_dir / "demo_table.txt"
+        table.write_text(text + "\n")
+        print("\n" + text)
+        real = result.scores.get("real", {}).get("return_mean")
+        synthetic = result.scores.get("synthetic", {}).get("return_mean")
+        if real is not None and synthetic is not None:
+            verdict = "matches or beats" if synthetic >= real - 0.1 * abs(real) else "falls short of"
+            print(f"\nAt this small scale TD3+BC trained on synthetic data only {verdict} TD3+BC on the "
+                  f"real data ({synthetic:.0f} vs {real:.0f}); the paper's claim is parity at 5M rows.")
+        print(f"table saved to {table}")
+        return 0
+
+
+@dataclass
+class Offline:
+    """Offline SynthER: dataset -> diffusion model -> synthetic rows -> TD3+BC or IQL on real,
+    synthetic and/or mixed data -> evaluation. Without --dataset a dataset is collected first."""
+
+    config: Annotated[OfflineConfig, Flat]
+    run_dir: str | None = None
+    """default: runs/offline-ENV-ALGO-PRESET"""
+    resume: bool = False
+    """continue the interrupted run in --run-dir (same settings required)"""
+    seeds: tuple[int, ...] = ()
+    """several seeds, one run each under RUN_DIR/seed_N, and mean ± std over them"""
+    wandb: bool = False
+    """also log to Weights & Biases (offline mode unless WANDB_MODE says otherwise)"""
+
+    def run(self) -> int:
+        from synther_fast.api import train
+        from synther_fast.offline import format_summary
+
+        result = train(self.config, run_dir=self.run_dir, resume=self.resume, seeds=list(self.seeds) or None,
+                       wandb=self.wandb)
+        if self.seeds:
+            print(f"\nmean ± std over seeds {list(self.seeds)}:")
+            for arm, info in result["arms"].items():
+                norm = "" if info["normalized_mean"] is None else \
+                    f", normalised {info['normalized_mean']:.1f} ± {info['normalized_std']:.1f}"
+                print(f"  {arm:<10} return {info['return_mean']:.1f} ± {info['return_std']:.1f}{norm}")
+        else:
+            print("\n" + format_summary(result.summary))
+            print(f"\nrun directory: {result.run_dir}")
+        return 0
+
+
+@dataclass
+class Online:
+    """Online RL: SAC + SynthER (UTD 20 on 50/50 real/synthetic batches, a fresh diffusion model
+    every --retrain-every steps), REDQ, or plain SAC, with evaluations, checkpoints and resume."""
+
+    config: Annotated[OnlineConfig, Flat]
+    run_dir: str | None = None
+    """default: runs/online-ENV-ALGO-PRESET"""
+    resume: bool = False
+    """continue the interrupted run in --run-dir (same settings required)"""
+    wandb: bool = False
+    """also log to Weights & Biases (offline mode unless WANDB_MODE says otherwise)"""
+
+    def run(self) -> int:
+        from synther_fast.api import train
+
+        result = train(self.config, run_dir=self.run_dir, resume=self.resume, wandb=self.wandb)
+        s = result.summary
+        print(f"\n{s['algo']} on {s['env']}: {s['env_steps']:,} env steps, final return "
+              f"{s['final_return_mean']:.1f} ± {s['final_return_std']:.1f} (over the final evaluation's episodes)")
+        print("time: " + ", ".join(f"{k} {v:.0f}s" for k, v in s["seconds"].items()))
+        print(f"run directory: {result.run_dir} (learning_curve.png, metrics.csv, summary.json)")
+        return 0
+
+
+@dataclass
+class Collect:
+    """Make an offline dataset locally (nothing downloads): a random policy, a saved policy
+    checkpoint with per-episode action noise (medium-like / mixed), or the whole replay of a SAC
+    run (replay-like; the online loop with SynthER off)."""
+
+    env: str
+    """task, e.g. HalfCheetah-v5 or dmc:cheetah-run"""
+    out: tuple[str, ...]
+    """output file(s): .npz (package format) and/or .hdf5 (D4RL layout)"""
+    method: Literal["random", "policy", "sac"] = "random"
+    steps: int = 100_000
+    """environment steps"""
+    policy: str | None = None
+    """policy checkpoint for --method policy; default: the one shipped for --env, if any"""
+    noise: tuple[float, ...] = (0.0,)
+    """per-episode Gaussian action-noise levels, cycled (a spread gives mixed quality)"""
+    policy_out: str | None = None
+    """with --method sac: write the final actor here (a policy checkpoint)"""
+    seed: int = 0
+    threads: int = 0
+    """torch CPU threads (0: chosen for small networks)"""
+
+    def run(self) -> int:
+        from synther_fast.data import save_dataset
+        from synther_fast.data.collect import load_policy, rollouts, sac_replay, save_policy, shipped_policy_path
+        from synther_fast.data.dataset import check_output_path
+        from synther_fast.envs import env_spec
+        from synther_fast.runtime import torch_threads
+
+        env_spec(self.env)
+        for out in self.out:
+            check_output_path(out)
+        if self.policy_out is not None:
+            _check_parent(self.policy_out)
+        with torch_threads(self.threads, small_networks=True):
+            if self.method == "random":
+                data = rollouts(self.env, None, self.steps, self.seed, progress=True)
+            elif self.method == "policy":
+                policy, _ = load_policy(self.policy or shipped_policy_path(self.env))
+                data = rollouts(self.env, policy, self.steps, self.seed, tuple(self.noise), progress=True)
+            else:
+                data, checkpoint = sac_replay(self.env, self.steps, self.seed, progress=True)
+                if self.policy_out:
+                    save_policy(checkpoint, self.policy_out)
+                    print(f"final SAC actor written to {self.policy_out}")
+        for out in self.out:
+            save_dataset(data, out)
+            print(f"wrote {len(data):,} transitions to {out}")
+        returns = data.episode_returns()
+        if len(returns):
+            print(f"episode returns: mean {returns.mean():.1f}, min {returns.min():.1f}, max {returns.max():.1f} "
+                  f"({len(returns)} episodes)")
+        return 0
+
+
+@dataclass
+class Fit:
+    """Fit a SynthER diffusion model to a dataset and save it (checkpoints beside it: OUT.ckpt)."""
+
+    dataset: str
+    """.npz, D4RL .hdf5 or Minari folder"""
+    out: str
+    """model file to write"""
+    synther: SynthERConfig = field(default_factory=PRESETS["quick"])
+    preset: Literal["quick", "paper_offline", "paper_online"] = "quick"
+    """the diffusion preset every --synther option starts from"""
+    no_terminal: bool = False
+    """do not model terminals (DMC tasks never terminate)"""
+    device: str | None = None
+    resume: bool = False
+    """continue the fit checkpointed in OUT.ckpt; without it an existing OUT or OUT.ckpt is refused"""
+
+    def run(self) -> int:
+        from synther_fast.data import load_dataset
+        from synther_fast.diffusion import SynthER
+        from synther_fast.online import resolve_device
+
+        out, ckpt = Path(self.out), Path(self.out + ".ckpt")
+        _check_parent(out)
+        if not self.resume and (out.exists() or ckpt.exists()):
+            raise FileExistsError(f"{out if out.exists() else ckpt} exists; pass --resume to continue that fit, "
+                                  f"or choose another --out (nothing was changed)")
+        device = resolve_device(self.device)
+        dataset = load_dataset(self.dataset)
+        layout = dataset.layout(has_terminal=not self.no_terminal)
+        model = SynthER(layout, self.synther, device)
+        model.fit(dataset.to_rows(layout), checkpoint=ckpt, resume=ckpt if self.resume and ckpt.exists() else None)
+        model.save(out)
+        print(f"fitted {model.trained_steps} steps (final loss {model.history[-1]['loss']:.4f}); model written to {out}")
+        return 0
+
+
+@dataclass
+class Generate:
+    """Sample N synthetic transitions from a saved SynthER model into a dataset file."""
+
+    model: str
+    """a model file written by fit (or a run's synther.pt)"""
+    rows: int
+    out: str
+    """.npz (package format) or .hdf5 (D4RL layout)"""
+    seed: int = 0
+    device: str | None = None
+
+    def run(self) -> int:
+        from synther_fast.data import Dataset, save_dataset
+        from synther_fast.data.dataset import check_output_path
+        from synther_fast.diffusion import SynthER
+        from synther_fast.online import resolve_device
+
+        if self.rows <= 0:
+            raise ValueError(f"--rows must be positive, got {self.rows}")
+        check_output_path(self.out)
+        model = SynthER.load(self.model, map_location=resolve_device(self.device))
+        rows = model.generate(self.rows, seed=self.seed)
+        save_dataset(Dataset.from_rows(rows, model.layout), self.out)
+        print(f"wrote {len(rows):,} synthetic transitions to {self.out}")
+        return 0
+
+
+@dataclass
+class Report:
+    """Data-quality report of a run directory: marginal fidelity, dynamics error, novelty against
+    augmentation baselines, and plots (report.md with PNGs, written into the run directory)."""
+
+    run_dir: str
+
+    def run(self) -> int:
+        from synther_fast.analysis import report_for_run
+
+        path = report_for_run(self.run_dir)
+        print(f"report written to {path}")
+        return 0
+
+
+@dataclass
+class Info:
+    """Versions, the C++ extension, the device and which denoiser path the defaults pick here."""
+
+    def run(self) -> int:
+        import numpy as np
+
+        import synther_fast
+        from synther_fast import _replay
+        from synther_fast.kernels import interpreter_enabled, triton_available
+
+        print(f"synther_fast {synther_fast.__version__} at {synther_fast.__file__}")
+        print(f"  C++ extension synther_fast._replay: {_replay.__file__}")
+        print(f"  numpy {np.__version__}")
         import torch
 
         cuda = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
         print(f"  torch {torch.__version__} ({cuda})")
-    else:
-        print("  torch: not installed")
-    print(f"  triton: {'available' if triton_available() else 'not installed'}"
-          f"{' (interpreter on)' if interpreter_enabled() else ''}")
-    if importlib.util.find_spec("torch") is not None:
+        print(f"  triton: {'available' if triton_available() else 'not installed'}"
+              f"{' (interpreter on)' if interpreter_enabled() else ''}")
         from synther_fast.config import DenoiserConfig
         from synther_fast.diffusion.denoiser import picks_fused_layers
 
@@ -37,205 +290,103 @@ def _info(_: argparse.Namespace) -> int:
         print(f"  denoiser (backend {default.backend!r}): "
               + (f"fused Triton layers at {default.precision} on CUDA" if fused
                  else "PyTorch reference (fp32); the fused layers need CUDA and triton"))
-    return 0
+        print(f"  {ENVS_HELP}")
+        return 0
 
 
-def _replay_demo(args: argparse.Namespace) -> int:
-    from synther_fast.demo import replay_demo
+@dataclass
+class ReplayDemo:
+    """Replay throughput: mixed sampling from the C++ buffer against a NumPy ring, with writers."""
 
-    return replay_demo(seconds=args.seconds, batch_size=args.batch_size)
+    seconds: float = 2.0
+    """time per measurement"""
+    batch_size: int = 256
 
+    def run(self) -> int:
+        from synther_fast.replay_demo import replay_demo
 
-def _parse_override(text: str) -> tuple[str, object]:
-    if "=" not in text:
-        raise SystemExit(f"--set takes KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    try:
-        return key, json.loads(value)
-    except ValueError:
-        return key, value
+        return replay_demo(seconds=self.seconds, batch_size=self.batch_size)
 
 
-def _offline(args: argparse.Namespace) -> int:
-    from synther_fast.api import train
-    from synther_fast.offline import format_summary
-
-    overrides = dict(_parse_override(t) for t in args.set)
-    for name in ("env", "dataset", "algo", "seed", "device"):
-        if getattr(args, name, None) is not None:
-            overrides[name] = getattr(args, name)
-    if args.arms:
-        overrides["arms"] = tuple(args.arms)
-    if args.reference:
-        overrides["fast"] = False
-    result = train(preset=args.preset, run_dir=args.run_dir, resume=args.resume,
-                   seeds=args.seeds, **overrides)
-    if args.seeds:
-        print(f"\nmean ± std over seeds {args.seeds}:")
-        for arm, info in result["arms"].items():
-            norm = "" if info["normalized_mean"] is None else \
-                f", normalised {info['normalized_mean']:.1f} ± {info['normalized_std']:.1f}"
-            print(f"  {arm:<10} return {info['return_mean']:.1f} ± {info['return_std']:.1f}{norm}")
-    else:
-        print("\n" + format_summary(result.summary))
-        print(f"\nrun directory: {result.run_dir}")
-    return 0
+def _check_parent(path: str | Path) -> None:
+    parent = Path(path).parent
+    if str(parent) and not parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: directory {parent} does not exist")
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from synther_fast.api import train
-    from synther_fast.offline import format_summary
-
-    # Re-running the demo continues (or simply re-reports) the run already in its directory.
-    result = train(preset="quick", run_dir=args.run_dir, resume=True)
-    text = format_summary(result.summary)
-    table = result.run_dir / "demo_table.txt"
-    table.write_text(text + "\n")
-    print("\n" + text)
-    real = result.scores.get("real", {}).get("return_mean")
-    synthetic = result.scores.get("synthetic", {}).get("return_mean")
-    if real is not None and synthetic is not None:
-        verdict = "matches or beats" if synthetic >= real - 0.1 * abs(real) else "falls short of"
-        print(f"\nAt this small scale TD3+BC trained on synthetic data only {verdict} TD3+BC on the "
-              f"real data ({synthetic:.0f} vs {real:.0f}); the paper's claim is parity at 5M rows.")
-    print(f"table saved to {table}")
-    return 0
+def _preset_of(argv: list[str]) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == "--preset" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--preset="):
+            return arg.split("=", 1)[1]
+    return None
 
 
-def _fit(args: argparse.Namespace) -> int:
-    from synther_fast.config import PRESETS
-    from synther_fast.data import load_dataset
-    from synther_fast.diffusion import SynthER
-
-    dataset = load_dataset(args.dataset)
-    config = PRESETS[args.preset]().replace(**dict(_parse_override(t) for t in args.set))
-    layout = dataset.layout(has_terminal=not args.no_terminal)
-    model = SynthER(layout, config, args.device)
-    ckpt = args.out + ".ckpt"
-    import os as _os
-
-    model.fit(dataset.to_rows(layout), checkpoint=ckpt, resume=ckpt if args.resume and _os.path.exists(ckpt) else None)
-    model.save(args.out)
-    print(f"fitted {model.trained_steps} steps (final loss {model.history[-1]['loss']:.4f}); model written to {args.out}")
-    return 0
+def _algo_of(argv: list[str]) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == "--algo" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--algo="):
+            return arg.split("=", 1)[1]
+    return None
 
 
-def _generate(args: argparse.Namespace) -> int:
-    from synther_fast.data import Dataset, save_dataset
-    from synther_fast.diffusion import SynthER
-
-    model = SynthER.load(args.model, map_location=args.device)
-    rows = model.generate(args.rows, seed=args.seed)
-    save_dataset(Dataset.from_rows(rows, model.layout), args.out)
-    print(f"wrote {len(rows):,} synthetic transitions to {args.out}")
-    return 0
-
-
-def _collect(args: argparse.Namespace) -> int:
-    import torch
-
-    from synther_fast.data import save_dataset
-    from synther_fast.data.collect import load_policy, rollouts, sac_replay, save_policy
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.method == "random":
-        data = rollouts(args.env, None, args.steps, args.seed, progress=True)
-    elif args.method == "policy":
-        if not args.policy:
-            raise SystemExit("--method policy needs --policy PATH (a saved policy checkpoint)")
-        policy, _ = load_policy(args.policy)
-        data = rollouts(args.env, policy, args.steps, args.seed, tuple(args.noise), progress=True)
-    else:
-        data, checkpoint = sac_replay(args.env, args.steps, args.seed, progress=True)
-        if args.policy_out:
-            save_policy(checkpoint, args.policy_out)
-            print(f"final SAC actor written to {args.policy_out}")
-    for out in args.out:
-        save_dataset(data, out)
-        print(f"wrote {len(data):,} transitions to {out}")
-    returns = data.episode_returns()
-    if len(returns):
-        print(f"episode returns: mean {returns.mean():.1f}, min {returns.min():.1f}, max {returns.max():.1f} "
-              f"({len(returns)} episodes)")
-    return 0
+def _commands(argv: list[str]) -> object:
+    """The subcommand union, with the defaults of the preset (and online algorithm) asked for."""
+    preset = _preset_of(argv)
+    offline_preset = preset if preset in OFFLINE_PRESETS else "quick"
+    if preset is not None and argv and argv[0] == "offline" and preset not in OFFLINE_PRESETS:
+        raise ValueError(f"unknown offline preset {preset!r}; choose from {sorted(OFFLINE_PRESETS)}")
+    online_preset = preset if preset in ONLINE_PRESETS else "quick"
+    if preset is not None and argv and argv[0] == "online" and preset not in ONLINE_PRESETS:
+        raise ValueError(f"unknown online preset {preset!r}; choose from {sorted(ONLINE_PRESETS)}")
+    algo = _algo_of(argv) if argv and argv[0] == "online" else None
+    online_default = ONLINE_PRESETS[online_preset](algo) if algo in ("sac", "redq", "sac-synther") \
+        else ONLINE_PRESETS[online_preset]()
+    fit_preset = preset if preset in PRESETS else "quick"
+    sub = tyro.conf.subcommand
+    return Union[  # noqa: UP007 (tyro reads the Union)
+        Annotated[Demo, sub("demo", default=Demo())],
+        Annotated[Offline, sub("offline", default=Offline(OFFLINE_PRESETS[offline_preset]()))],
+        Annotated[Online, sub("online", default=Online(online_default))],
+        Annotated[Collect, sub("collect")],
+        Annotated[Fit, sub("fit", default=Fit(dataset=tyro.MISSING, out=tyro.MISSING,  # type: ignore[arg-type]
+                                              synther=PRESETS[fit_preset](), preset=fit_preset))],  # type: ignore[arg-type]
+        Annotated[Generate, sub("generate")],
+        Annotated[Report, sub("report")],
+        Annotated[Info, sub("info", default=Info())],
+        Annotated[ReplayDemo, sub("replay-demo", default=ReplayDemo())],
+    ]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="synther-fast",
-        description="Fast Synthetic Experience Replay (SynthER) for offline and online RL.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    info = sub.add_parser("info", help="versions, extension and device information")
-    info.set_defaults(func=_info)
-    demo = sub.add_parser(
-        "demo", help="the main job: the quick offline pipeline on HalfCheetah-v5 (minutes on 2 cores)")
-    demo.add_argument("--run-dir", default="runs/demo", help="where everything is written")
-    demo.set_defaults(func=_demo)
-
-    replay = sub.add_parser(
-        "replay-demo", help="replay throughput: mixed sampling from the C++ buffer vs a NumPy ring")
-    replay.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
-    replay.add_argument("--batch-size", type=int, default=256, help="rows per sampled batch")
-    replay.set_defaults(func=_replay_demo)
-
-    offline = sub.add_parser("offline", help="offline SynthER: dataset -> diffusion -> agent(s) -> evaluation")
-    offline.add_argument("--preset", choices=["quick", "paper"], default="quick")
-    offline.add_argument("--env", help="task for evaluation (and collection without --dataset)")
-    offline.add_argument("--dataset", help=".npz, D4RL .hdf5 or Minari folder; default: collect one")
-    offline.add_argument("--algo", choices=["td3_bc", "iql"])
-    offline.add_argument("--arms", nargs="+", choices=["real", "synthetic", "mixed"])
-    offline.add_argument("--seed", type=int)
-    offline.add_argument("--seeds", type=int, nargs="+", help="several seeds: mean ± std")
-    offline.add_argument("--device")
-    offline.add_argument("--reference", action="store_true", help="plain reference agent updates")
-    offline.add_argument("--run-dir", help="default: runs/offline-ENV-ALGO-PRESET")
-    offline.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    offline.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                         help="other OfflineConfig fields, e.g. agent_steps=50000 synther.trainer.steps=2000")
-    offline.set_defaults(func=_offline)
-
-    fit = sub.add_parser("fit", help="dataset -> a saved SynthER model")
-    fit.add_argument("--dataset", required=True)
-    fit.add_argument("--out", required=True, help="model file to write (checkpoints beside it)")
-    fit.add_argument("--preset", choices=["quick", "paper_offline", "paper_online"], default="quick")
-    fit.add_argument("--no-terminal", action="store_true", help="do not model terminals (DMC)")
-    fit.add_argument("--device")
-    fit.add_argument("--resume", action="store_true")
-    fit.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                     help="config fields, e.g. trainer.steps=2000 denoiser.width=512")
-    fit.set_defaults(func=_fit)
-
-    gen = sub.add_parser("generate", help="saved SynthER model -> N synthetic rows (.npz or .hdf5)")
-    gen.add_argument("--model", required=True)
-    gen.add_argument("--rows", type=int, required=True)
-    gen.add_argument("--out", required=True)
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--device")
-    gen.set_defaults(func=_generate)
-
-    collect = sub.add_parser("collect", help="make an offline dataset locally (nothing downloads)")
-    collect.add_argument("--env", required=True, help="e.g. HalfCheetah-v5 or dmc:cheetah-run")
-    collect.add_argument("--method", choices=["random", "policy", "sac"], default="random",
-                         help="random policy; a saved policy checkpoint (medium-like); or the whole "
-                              "replay of a SAC run (replay-like)")
-    collect.add_argument("--steps", type=int, default=100_000, help="environment steps")
-    collect.add_argument("--policy", help="policy checkpoint for --method policy")
-    collect.add_argument("--noise", type=float, nargs="+", default=[0.0],
-                         help="per-episode Gaussian action-noise levels, cycled (mixed quality)")
-    collect.add_argument("--policy-out", help="with --method sac: write the final actor here")
-    collect.add_argument("--out", nargs="+", required=True,
-                         help="output file(s): .npz (package format) and/or .hdf5 (D4RL layout)")
-    collect.add_argument("--seed", type=int, default=0)
-    collect.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    collect.set_defaults(func=_collect)
-    return parser
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError,
+                                                 IsADirectoryError, PermissionError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    import synther_fast
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    if args[:1] in (["--version"], ["-V"]):
+        print(f"synther-fast {synther_fast.__version__}")
+        return 0
+    try:
+        command = tyro.cli(_commands(args), args=args, prog="synther-fast",  # type: ignore[call-overload]
+                           description="Fast Synthetic Experience Replay (SynthER) for offline and online RL. "
+                                       f"--version prints the version; --debug shows tracebacks. {ENVS_HELP}.")
+        return int(command.run())
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        print(f"synther-fast: error: {exc}", file=sys.stderr)
+        print("  (run with --help for the options, or --debug for the traceback)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("synther-fast: interrupted; rerun with --resume to continue", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

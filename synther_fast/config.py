@@ -326,8 +326,11 @@ class OfflineConfig:
     fast: bool = True
     """stacked critics + foreach optimisers (+ CUDA graphs on GPU); False: the plain reference"""
     threads: int = 0
-    """torch CPU threads (0: chosen for small networks, see synther_fast.runtime)"""
+    """torch CPU threads (0: one for the agents' small networks on <= 2 cores, torch's default for
+    the diffusion fit; see synther_fast.runtime)"""
     preset: str = "custom"
+    """the named preset these settings start from ('quick': minutes on 2 CPU cores; 'paper': the
+    published settings); on the command line it picks the defaults of every other option"""
 
     def __post_init__(self) -> None:
         _choice(self, "algo", OFFLINE_ALGOS)
@@ -390,8 +393,10 @@ class OnlineConfig:
     device: str | None = None
     """None: cuda if available, else cpu"""
     threads: int = 0
-    """torch CPU threads (0: chosen for small networks, see synther_fast.runtime)"""
+    """torch CPU threads (0: one on <= 2 cores, for the small SAC networks; see synther_fast.runtime)"""
     preset: str = "custom"
+    """the named preset these settings start from ('quick': a short real run on 2 CPU cores;
+    'paper': the published settings); on the command line it picks every other option's default"""
 
     def __post_init__(self) -> None:
         _choice(self, "algo", ONLINE_ALGOS)

@@ -11,125 +11,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from synther_fast.config import SynthERConfig, paper_offline, quick
-from synther_fast.io import atomic_write, load_torch_dict
+from synther_fast.config import ARMS, OFFLINE_PRESETS, OfflineConfig, offline_paper, offline_quick
+from synther_fast.io import atomic_write
 from synther_fast.progress import progress_bar
+from synther_fast.runs import Run, RunError, read_checkpoint, write_json
 
-ARMS = {"real": 0.0, "synthetic": 1.0, "mixed": None}
-ALGOS = ("td3_bc", "iql")
-CONFIG_FORMAT = "synther_fast.OfflineConfig"
-
-
-@dataclass(frozen=True)
-class OfflineConfig:
-    """One offline experiment. Defaults are the paper's (5M synthetic rows, 1M agent updates)."""
-
-    env: str = "HalfCheetah-v5"
-    """task name (gymnasium v5 or dmc:domain-task); evaluation runs there"""
-    dataset: str | None = None
-    """dataset path (.npz, D4RL .hdf5, Minari folder); None: collect one with collect_*"""
-    collect_method: str = "policy"
-    """without a dataset: 'random', 'policy' (a checkpoint, per-episode noise) or 'sac' (replay)"""
-    collect_steps: int = 50_000
-    collect_policy: str | None = None
-    """policy checkpoint for collect_method 'policy'; None: the one shipped for env"""
-    collect_noise: tuple[float, ...] = (0.0, 0.3, 0.6, 1.0)
-    """per-episode action-noise levels, cycled: a spread gives mixed-quality data"""
-    algo: str = "td3_bc"
-    arms: tuple[str, ...] = ("real", "synthetic")
-    """agents to train: 'real' (ratio 0), 'synthetic' (ratio 1, as the paper), 'mixed'"""
-    mixed_ratio: float = 0.5
-    synthetic_rows: int = 5_000_000
-    synther: SynthERConfig = field(default_factory=paper_offline)
-    agent_steps: int = 1_000_000
-    batch_size: int = 256
-    eval_every: int = 10_000
-    eval_episodes: int = 10
-    checkpoint_every: int = 10_000
-    seed: int = 0
-    device: str | None = None
-    """None: cuda if available, else cpu"""
-    fast: bool = True
-    """stacked critics + foreach optimisers (+ CUDA graphs on GPU); False: the plain reference"""
-    preset: str = "custom"
-
-    def __post_init__(self) -> None:
-        if self.algo not in ALGOS:
-            raise ValueError(f"algo must be one of {ALGOS}, got {self.algo!r}")
-        unknown = [a for a in self.arms if a not in ARMS]
-        if unknown or not self.arms:
-            raise ValueError(f"arms must be a non-empty subset of {tuple(ARMS)}, got {self.arms}")
-        if self.collect_method not in ("random", "policy", "sac"):
-            raise ValueError(f"collect_method must be random, policy or sac, got {self.collect_method!r}")
-        for name in ("agent_steps", "batch_size", "eval_every", "eval_episodes", "checkpoint_every",
-                     "synthetic_rows", "collect_steps"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"OfflineConfig.{name} must be positive, got {getattr(self, name)}")
-        if not 0.0 <= self.mixed_ratio <= 1.0:
-            raise ValueError(f"mixed_ratio must lie in [0, 1], got {self.mixed_ratio}")
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["synther"] = self.synther.to_dict()
-        out = {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
-        return {"format": CONFIG_FORMAT, "version": 1, **out}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> OfflineConfig:
-        if data.get("format") != CONFIG_FORMAT:
-            raise ValueError("not an OfflineConfig description")
-        body = {k: v for k, v in data.items() if k not in ("format", "version")}
-        body["synther"] = SynthERConfig.from_dict(body["synther"])
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in body.items()})
-
-    def with_overrides(self, **overrides: Any) -> OfflineConfig:
-        """Top-level fields by name; the SynthER config by 'synther.trainer.steps' style keys."""
-        synther = {k[len("synther."):]: v for k, v in overrides.items() if k.startswith("synther.")}
-        top = {k: v for k, v in overrides.items() if not k.startswith("synther.")}
-        unknown = set(top) - {f.name for f in dataclasses.fields(self)}
-        if unknown:
-            raise ValueError(f"unknown OfflineConfig fields: {sorted(unknown)}")
-        for key in ("arms", "collect_noise"):
-            if key in top and not isinstance(top[key], tuple):
-                value = top[key]
-                top[key] = tuple(value) if isinstance(value, list) else (value,)
-        defaults = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        for key, value in top.items():  # e.g. --set agent_steps=1e5 arrives as a float
-            if isinstance(defaults[key], int) and not isinstance(defaults[key], bool) and isinstance(value, float):
-                if not value.is_integer():
-                    raise ValueError(f"OfflineConfig.{key} must be an integer, got {value}")
-                top[key] = int(value)
-        config = dataclasses.replace(self, **top)
-        if synther:
-            config = dataclasses.replace(config, synther=config.synther.replace(**synther))
-        return config
-
-
-def offline_quick() -> OfflineConfig:
-    """The CPU demo: 30k mixed-quality transitions from the shipped policy, the quick diffusion
-    preset, 100k synthetic rows, 15k TD3+BC updates per arm (a few minutes per arm on 2 cores)."""
-    return OfflineConfig(
-        collect_steps=30_000, synthetic_rows=100_000, synther=quick(), agent_steps=15_000,
-        eval_every=5_000, eval_episodes=5, checkpoint_every=5_000, preset="quick",
-    )
-
-
-def offline_paper() -> OfflineConfig:
-    """The published offline settings: 5M synthetic rows, paper_offline diffusion, 1M updates."""
-    return OfflineConfig(preset="paper")
-
-
-OFFLINE_PRESETS = {"quick": offline_quick, "paper": offline_paper}
-
+__all__ = ["OFFLINE_PRESETS", "OfflineConfig", "OfflineResult", "offline_paper", "offline_quick", "run_offline",
+           "run_offline_seeds", "format_summary"]
 
 @dataclass
 class OfflineResult:
@@ -141,140 +37,74 @@ class OfflineResult:
         return self.summary["arms"]
 
 
-# -- run directory ----------------------------------------------------------------------------------
-class RunDirectory:
-    """Files of one run; ``state.json`` records finished phases."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.state_file = self.path / "state.json"
-        self.state = json.loads(self.state_file.read_text()) if self.state_file.exists() else {"done": {}}
-
-    def file(self, name: str) -> Path:
-        return self.path / name
-
-    def done(self, phase: str) -> bool:
-        return phase in self.state["done"]
-
-    def mark_done(self, phase: str, info: dict[str, Any]) -> None:
-        self.state["done"][phase] = info
-        write_json(self.state_file, self.state)
-
-
-def write_json(path: Path, data: Any) -> None:
-    with atomic_write(path) as handle:
-        handle.write(json.dumps(data, indent=2, default=_json_default).encode())
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-class MetricsLog:
-    """metrics.jsonl (one record per line), metrics.csv (long format) and TensorBoard if installed."""
-
-    def __init__(self, run_dir: RunDirectory) -> None:
-        self.jsonl = run_dir.file("metrics.jsonl")
-        self.csv = run_dir.file("metrics.csv")
-        if not self.csv.exists():
-            self.csv.write_text("phase,step,name,value\n")
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(run_dir.file("tensorboard")))
-        except Exception:  # tensorboard is optional
-            self.tb = None
-
-    def log(self, phase: str, step: int, values: dict[str, float]) -> None:
-        with open(self.jsonl, "a") as f:
-            f.write(json.dumps({"phase": phase, "step": step, **values, "time": time.time()}) + "\n")
-        with open(self.csv, "a") as f:
-            for name, value in values.items():
-                f.write(f"{phase},{step},{name},{value}\n")
-        if self.tb is not None:
-            for name, value in values.items():
-                self.tb.add_scalar(f"{phase}/{name}", value, step)
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-
-
 # -- pipeline ---------------------------------------------------------------------------------------
 def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resume: bool = False,
-                progress: bool = True) -> OfflineResult:
-    """Run (or resume) the offline pipeline in ``run_dir``; returns the summary."""
+                progress: bool = True, wandb: bool = False) -> OfflineResult:
+    """Run (or resume) the offline pipeline in ``run_dir``; returns the summary.
+
+    Every input is checked before the run directory is touched: the task, the dataset file and
+    its dimensions, the device.
+    """
     from synther_fast.envs import env_spec
+    from synther_fast.online import resolve_device
+    from synther_fast.runtime import torch_threads
 
-    run = RunDirectory(run_dir)
-    config_file = run.file("config.json")
-    if config_file.exists():
-        saved = OfflineConfig.from_dict(json.loads(config_file.read_text()))
-        if not resume:
-            raise FileExistsError(
-                f"{run.path} already holds a run; pass resume=True (--resume) to continue it, or "
-                f"choose another run directory (nothing was changed)"
-            )
-        if saved != config:
-            raise ValueError(f"{run.path} holds a run with a different config; resume it with the same one")
-    else:
-        write_json(config_file, config.to_dict())
-    device = torch.device(config.device) if config.device else torch.device(
-        "cuda" if torch.cuda.is_available() else "cpu")
-    _warn_if_slow(config, device)
+    device = resolve_device(config.device)
     spec = env_spec(config.env)
-    metrics = MetricsLog(run)
-    timings: dict[str, float] = dict(run.state.get("timings", {}))
+    given = _load_given_dataset(config, spec) if config.dataset is not None else None
+    if config.dataset is None and config.collect_method == "policy":
+        from synther_fast.data.collect import load_policy, shipped_policy_path
 
-    def timed(phase: str, fn):
-        already_done = run.done(phase)  # a finished phase is only reloaded: no time to record
-        start = time.perf_counter()
-        out = fn()
-        if not already_done:
-            timings[phase] = timings.get(phase, 0.0) + time.perf_counter() - start
-            run.state["timings"] = timings
-            write_json(run.state_file, run.state)
-        return out
+        load_policy(config.collect_policy or shipped_policy_path(config.env))  # a bad file fails now
+    _warn_if_slow(config, device)
+    run = Run.open(run_dir, config, resume=resume)
+    try:
+        run.logger(wandb=wandb)
+        with run.phase("dataset"):
+            dataset = given if given is not None else _dataset_phase(config, run, progress)
+            if given is not None and not run.done("dataset"):
+                run.mark_done("dataset", {"rows": len(given), "source": config.dataset})
+        layout = dataset.layout(spec.has_terminal)
+        real_rows = dataset.to_rows(layout)
+        synthetic_rows = fidelity = None
+        if any(a != "real" for a in config.arms):
+            with torch_threads(config.threads), run.phase("diffusion"):
+                model = _diffusion_phase(config, run, real_rows, layout, device, progress)
+            with torch_threads(config.threads), run.phase("generate"):
+                synthetic_rows = _generate_phase(config, run, model, progress)
+            from synther_fast.analysis import marginal_fidelity
 
-    dataset = timed("dataset", lambda: _dataset_phase(config, run, progress))
-    if (dataset.obs_dim, dataset.act_dim) != (spec.obs_dim, spec.act_dim):
-        raise ValueError(
-            f"the dataset has observations of {dataset.obs_dim} and actions of {dataset.act_dim} "
-            f"dimensions, but {config.env} has {spec.obs_dim} and {spec.act_dim}: pass the matching --env"
-        )
-    layout = dataset.layout(spec.has_terminal)
-    real_rows = dataset.to_rows(layout)
-    needs_synthetic = any(a != "real" for a in config.arms)
-    synthetic_rows = None
-    fidelity = None
-    if needs_synthetic:
-        model = timed("diffusion", lambda: _diffusion_phase(config, run, real_rows, layout, device, progress))
-        synthetic_rows = timed("generate", lambda: _generate_phase(config, run, model, progress))
-        from synther_fast.analysis import marginal_fidelity
-
-        fidelity = marginal_fidelity(real_rows, synthetic_rows, layout)
-    arms: dict[str, Any] = {}
-    for arm in config.arms:
-        arms[arm] = timed(f"agent_{arm}", lambda arm=arm: _agent_phase(
-            config, run, arm, dataset, real_rows, synthetic_rows, layout, device, metrics, progress))
-    metrics.close()
+            fidelity = marginal_fidelity(real_rows, synthetic_rows, layout)
+        arms: dict[str, Any] = {}
+        for arm in config.arms:
+            with torch_threads(config.threads, small_networks=True), run.phase(f"agent_{arm}"):
+                arms[arm] = _agent_phase(run, arm, dataset, real_rows, synthetic_rows, layout, device, progress)
+    finally:
+        run.close()
     summary = {
         "env": config.env, "algo": config.algo, "seed": config.seed, "preset": config.preset,
         "dataset": {"rows": len(dataset), "source": dataset.source,
                     "episode_return_mean": float(np.mean(dataset.episode_returns())) if len(dataset.episode_returns()) else None},
         "synthetic_rows": None if synthetic_rows is None else len(synthetic_rows),
         "fidelity": None if fidelity is None else {k: v for k, v in fidelity.items() if k != "columns"},
-        "arms": arms, "seconds": timings, "device": str(device),
+        "arms": arms, "seconds": run.timings, "device": str(device),
     }
     write_json(run.file("summary.json"), summary)
     if fidelity is not None:
         write_json(run.file("fidelity.json"), fidelity)
     return OfflineResult(run.path, summary)
+
+
+def _load_given_dataset(config: OfflineConfig, spec):
+    from synther_fast.data import load_dataset
+
+    dataset = load_dataset(config.dataset)
+    if (dataset.obs_dim, dataset.act_dim) != (spec.obs_dim, spec.act_dim):
+        raise ValueError(
+            f"the dataset has observations of {dataset.obs_dim} and actions of {dataset.act_dim} "
+            f"dimensions, but {config.env} has {spec.obs_dim} and {spec.act_dim}: pass the matching --env"
+        )
+    return dataset
 
 
 def _warn_if_slow(config: OfflineConfig, device: torch.device) -> None:
@@ -290,14 +120,10 @@ def _warn_if_slow(config: OfflineConfig, device: torch.device) -> None:
     )
 
 
-def _dataset_phase(config: OfflineConfig, run: RunDirectory, progress: bool):
+def _dataset_phase(config: OfflineConfig, run: Run, progress: bool):
     from synther_fast.data import load_dataset, save_dataset
     from synther_fast.data.collect import load_policy, rollouts, sac_replay, shipped_policy_path
 
-    if config.dataset is not None:
-        dataset = load_dataset(config.dataset)
-        run.mark_done("dataset", {"rows": len(dataset), "source": config.dataset})
-        return dataset
     path = run.file("dataset.npz")
     if run.done("dataset") and path.exists():
         return load_dataset(path)
@@ -315,7 +141,7 @@ def _dataset_phase(config: OfflineConfig, run: RunDirectory, progress: bool):
     return dataset
 
 
-def _diffusion_phase(config, run, real_rows, layout, device, progress):
+def _diffusion_phase(config: OfflineConfig, run: Run, real_rows, layout, device, progress: bool):
     from synther_fast.diffusion import SynthER
 
     path, ckpt = run.file("synther.pt"), run.file("synther.ckpt")
@@ -328,18 +154,20 @@ def _diffusion_phase(config, run, real_rows, layout, device, progress):
     return model
 
 
-def _generate_phase(config, run, model, progress):
+def _generate_phase(config: OfflineConfig, run: Run, model, progress: bool) -> np.ndarray:
     path = run.file("synthetic.npz")
     if run.done("generate") and path.exists():
         with np.load(path) as f:
             return f["rows"]
-    chunks, written = [], 0
+    # Chunks are written into one preallocated array (the rows are held once, not twice).
+    rows = np.empty((config.synthetic_rows, model.layout.width), np.float32)
+    written = 0
     with progress_bar(config.synthetic_rows, "generate", unit="row", enabled=progress) as bar:
-        for rows in model.iter_chunks(config.synthetic_rows, seed=config.seed):
-            chunks.append(rows)
-            written += len(rows)
-            bar.update(len(rows))
-    rows = np.concatenate(chunks)
+        for chunk in model.iter_chunks(config.synthetic_rows, seed=config.seed):
+            rows[written:written + len(chunk)] = chunk
+            written += len(chunk)
+            bar.update(len(chunk))
+    rows = rows[:written]  # non-finite rows may have been dropped
     with atomic_write(path) as handle:
         np.savez(handle, rows=rows)
     run.mark_done("generate", {"rows": written})
@@ -355,25 +183,27 @@ def reward_scale(dataset) -> float:
 
 
 def make_agent(config: OfflineConfig, dataset, device: torch.device):
-    from synther_fast.agents.iql import IQL, IQLConfig
-    from synther_fast.agents.td3_bc import TD3BC, TD3BCConfig
+    """The run's offline agent with its configured hyperparameters (config.td3_bc / config.iql)."""
+    from synther_fast.agents.iql import IQL
+    from synther_fast.agents.td3_bc import TD3BC
 
     # States are normalised with the real dataset's statistics, also for synthetic-only runs.
     mean = dataset.observations.mean(0)
     std = dataset.observations.std(0) + 1e-3
     if config.algo == "td3_bc":
-        return TD3BC(dataset.obs_dim, dataset.act_dim, TD3BCConfig(), mean, std, device, config.fast, config.seed)
-    return IQL(dataset.obs_dim, dataset.act_dim, IQLConfig(max_steps=config.agent_steps), mean, std, device,
-               config.fast, config.seed)
+        return TD3BC(dataset.obs_dim, dataset.act_dim, config.td3_bc, mean, std, device, config.fast, config.seed)
+    iql = config.iql if config.iql.max_steps is not None else dataclasses.replace(config.iql, max_steps=config.agent_steps)
+    return IQL(dataset.obs_dim, dataset.act_dim, iql, mean, std, device, config.fast, config.seed)
 
 
-def _agent_phase(config, run, arm, dataset, real_rows, synthetic_rows, layout, device, metrics, progress):
+def _agent_phase(run: Run, arm: str, dataset, real_rows, synthetic_rows, layout, device, progress: bool):
     from synther_fast.evaluation import evaluate, normalized_score
     from synther_fast.replay import MixedSampler, Prefetcher, ReplayBuffer
 
+    config: OfflineConfig = run.config
     phase = f"agent_{arm}"
     if run.done(phase):
-        return run.state["done"][phase]
+        return run.result(phase)
     ratio = config.mixed_ratio if ARMS[arm] is None else ARMS[arm]
     # CORL's IQL scales rewards for the D4RL locomotion tasks only.
     locomotion = config.env.split("-")[0] in ("HalfCheetah", "Hopper", "Walker2d")
@@ -382,27 +212,30 @@ def _agent_phase(config, run, arm, dataset, real_rows, synthetic_rows, layout, d
     def buffer_of(rows):
         if rows is None:
             return None
-        rows = rows.copy()
-        rows[:, layout.reward] *= scale
         buffer = ReplayBuffer(len(rows), layout)
-        buffer.add(rows)
+        if scale == 1.0:
+            buffer.add(rows)
+        else:
+            scaled = rows.copy()
+            scaled[:, layout.reward] *= scale
+            buffer.add(scaled)
         return buffer
 
     real = buffer_of(real_rows) if ratio < 1 else None
     synthetic = buffer_of(synthetic_rows) if ratio > 0 else None
     sampler = MixedSampler(real, synthetic, ratio, config.batch_size, seed=config.seed)
     agent = make_agent(config, dataset, device)
-    ckpt = run.file(f"{phase}.ckpt")
+    name = f"{phase}.ckpt"
     step, evaluations = 0, []
     prefetch = Prefetcher(sampler, depth=2, device=device)
-    if ckpt.exists():
-        state = load_torch_dict(ckpt, device, ValueError, "agent checkpoint")
+    state = _read_agent_checkpoint(run, name, device)
+    if state is not None:
         agent.load_state_dict(state["agent"])
         prefetch.load_state_dict(json.loads(state["sampler"]))
         step, evaluations = int(state["step"]), json.loads(state["evaluations"])
+        run.logger().truncate(phase, step)  # records after the checkpoint are logged again
     bar = progress_bar(config.agent_steps, f"{config.algo} on {arm}", unit="update", enabled=progress,
                        initial=step)
-    started = time.perf_counter()
     try:
         while step < config.agent_steps:
             losses = agent.update(prefetch.next())
@@ -416,25 +249,41 @@ def _agent_phase(config, run, arm, dataset, real_rows, synthetic_rows, layout, d
                     record["normalized_score"] = score
                 record |= {k: float(v) for k, v in losses.items()}
                 evaluations.append({"step": step, **record})
-                metrics.log(phase, step, record)
+                run.logger().log(phase, step, record)
                 bar.set_postfix(ret=f"{record['return_mean']:.0f}")
             if step % config.checkpoint_every == 0 or step == config.agent_steps:
                 payload = {"agent": agent.state_dict(), "sampler": json.dumps(prefetch.state_dict()),
                            "step": step, "evaluations": json.dumps(evaluations)}
-                with atomic_write(ckpt) as handle:
-                    torch.save(payload, handle)
+                run.save_checkpoint(name, "offline_agent", payload, phase=phase)
     finally:
         prefetch.close()
         bar.close()
     final = evaluations[-1]
     info = {
         "ratio": ratio, "updates": step, "return_mean": final["return_mean"], "return_std": final["return_std"],
-        "normalized_score": final.get("normalized_score"),
-        "updates_per_second": step / max(time.perf_counter() - started, 1e-9),
+        "eval_episodes": config.eval_episodes, "normalized_score": final.get("normalized_score"),
+        # over every process that worked on this arm (resumes included), evaluations included
+        "updates_per_second": step / max(run.timings.get(phase, 0.0), 1e-9),
         "evaluations": evaluations,
     }
     run.mark_done(phase, info)
     return info
+
+
+def _read_agent_checkpoint(run: Run, name: str, device) -> dict[str, Any] | None:
+    """The arm's checkpoint; files of synther_fast 0.1.0 (untagged) are read as they were."""
+    path = run.file(name)
+    if not path.exists():
+        return None
+    try:
+        return read_checkpoint(path, "offline_agent", device)
+    except RunError:
+        from synther_fast.io import load_torch_dict
+
+        legacy = load_torch_dict(path, device, RunError, "agent checkpoint")
+        if "format" not in legacy and {"agent", "sampler", "step", "evaluations"} <= set(legacy):
+            return legacy
+        raise
 
 
 # -- several seeds ----------------------------------------------------------------------------------
@@ -459,14 +308,23 @@ def run_offline_seeds(config: OfflineConfig, seeds: list[int], run_dir: str | os
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    """A side-by-side table of the arms (returns, normalised scores, fidelity, time)."""
+    """A side-by-side table of the arms (returns, normalised scores), then fidelity and time."""
     lines = [f"{summary['algo']} on {summary['env']} ({summary['dataset']['rows']:,} real transitions"
-             + (f", {summary['synthetic_rows']:,} synthetic" if summary.get("synthetic_rows") else "") + ")"]
-    lines.append(f"{'data':<10} {'return':>16} {'normalised':>11} {'updates/s':>10}")
+             + (f", {summary['synthetic_rows']:,} synthetic" if summary.get("synthetic_rows") else "")
+             + f", seed {summary['seed']})"]
+    lines.append(f"{'data':<10} {'return':>10} {'± spread':>10} {'normalised':>11}")
     for arm, info in summary["arms"].items():
         norm = "-" if info.get("normalized_score") is None else f"{info['normalized_score']:.1f}"
-        lines.append(f"{arm:<10} {info['return_mean']:>9.1f} ± {info['return_std']:<5.1f} {norm:>11} "
-                     f"{info['updates_per_second']:>10.0f}")
+        lines.append(f"{arm:<10} {info['return_mean']:>10.1f} {info['return_std']:>10.1f} {norm:>11}")
+    episodes = next(iter(summary["arms"].values())).get("eval_episodes")
+    lines.append(f"return: mean over {episodes or 'the'} evaluation episodes of the final policy; spread: their "
+                 f"standard deviation (one seed)")
+    if any(info.get("normalized_score") is not None for info in summary["arms"].values()):
+        from synther_fast.evaluation import D4RL_REFERENCE
+
+        low, high = D4RL_REFERENCE[summary["env"].split("-")[0]]
+        lines.append(f"normalised: D4RL score 100 (R - {low:.1f}) / ({high:.1f} - {low:.1f}), D4RL's "
+                     f"random and expert returns")
     if summary.get("fidelity"):
         f = summary["fidelity"]
         lines.append(f"synthetic marginals: mean KS {f['mean_ks']:.3f} (max {f['max_ks']:.3f}), "
@@ -476,4 +334,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     seconds = summary.get("seconds", {})
     if seconds:
         lines.append("time: " + ", ".join(f"{k} {v:.0f}s" for k, v in seconds.items()))
+    speeds = [f"{arm} {info['updates_per_second']:.0f}" for arm, info in summary["arms"].items()
+              if "updates_per_second" in info]
+    if speeds:
+        lines.append("agent updates/s (this machine, under its load at the time): " + ", ".join(speeds))
     return "\n".join(lines)

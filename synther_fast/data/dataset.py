@@ -157,6 +157,22 @@ def _float1d(values: Any, name: str, source: str) -> np.ndarray:
 
 
 # -- files ------------------------------------------------------------------------------------------
+DATASET_SUFFIXES = (".npz", ".hdf5", ".h5")
+
+
+def check_output_path(path: str | os.PathLike[str]) -> Path:
+    """Refuse, before any work, a dataset path that save_dataset could not write."""
+    path = Path(path)
+    if path.suffix not in DATASET_SUFFIXES:
+        raise DatasetError(f"{path}: unknown dataset suffix {path.suffix!r} (use .npz, .hdf5 or .h5)")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: directory {parent} does not exist")
+    if path.is_dir():
+        raise DatasetError(f"{path} is a directory")
+    return path
+
+
 def save_dataset(dataset: Dataset, path: str | os.PathLike[str]) -> Path:
     """Write ``.npz`` (the package's format) or ``.hdf5``/``.h5`` (D4RL layout), atomically."""
     path = Path(path)
@@ -205,12 +221,17 @@ def _load_npz(path: Path) -> Dataset:
             data = {k: f[k] for k in f.files}
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise DatasetError(f"{path}: not a readable .npz file ({exc})") from None
-    try:
-        meta = json.loads(str(data.pop("meta")))
-    except (KeyError, ValueError):
-        raise DatasetError(f"{path}: missing or invalid 'meta' entry (not a synther_fast dataset)") from None
-    if meta.get("format") != NPZ_FORMAT or meta.get("version") != NPZ_VERSION:
-        raise DatasetError(f"{path}: unsupported dataset format {meta.get('format')} v{meta.get('version')}")
+    if "meta" in data:
+        try:
+            meta = json.loads(str(data.pop("meta")))
+        except ValueError:
+            raise DatasetError(f"{path}: invalid 'meta' entry (not a synther_fast dataset)") from None
+        if meta.get("format") != NPZ_FORMAT or meta.get("version") != NPZ_VERSION:
+            raise DatasetError(f"{path}: unsupported dataset format {meta.get('format')} v{meta.get('version')}")
+    else:  # a plain D4RL-style .npz: the arrays alone (timeouts optional, as the HDF5 loader)
+        meta = {}
+        if "timeouts" not in data and "terminals" in data:
+            data["timeouts"] = np.zeros(len(data["terminals"]), np.float32)
     missing = {"observations", "actions", "rewards", "next_observations", "terminals", "timeouts"} - set(data)
     if missing:
         raise DatasetError(f"{path}: missing arrays {sorted(missing)}")

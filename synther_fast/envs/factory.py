@@ -14,12 +14,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-GYM_TASKS = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5", "Humanoid-v5")
-DMC_TASKS = (
-    "dmc:cheetah-run", "dmc:walker-walk", "dmc:walker-run", "dmc:quadruped-walk",
-    "dmc:quadruped-run", "dmc:reacher-hard", "dmc:finger-turn-hard", "dmc:hopper-hop",
-)
-ENV_NAMES = GYM_TASKS + DMC_TASKS
+from synther_fast.envs.names import DMC_TASKS, ENV_NAMES, GYM_TASKS  # noqa: F401 (re-exported)
+
 MAX_EPISODE_STEPS = 1000
 
 
