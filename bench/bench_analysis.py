@@ -10,7 +10,7 @@ import pytest
 
 from synther_fast.analysis.novelty import nearest_neighbour, nearest_neighbour_reference
 
-QUERY_ROWS, REFERENCE_ROWS, WIDTH = 2_000, 20_000, 42
+QUERY_ROWS, REFERENCE_ROWS, WIDTH = 1_000, 10_000, 42
 IMPLS = {"reference": nearest_neighbour_reference, "fast": nearest_neighbour}
 
 

@@ -17,8 +17,7 @@ Noise is an input, so a test feeds the reference the same noise. All arithmetic 
 from __future__ import annotations
 
 import torch
-
-from synther_fast.kernels._triton import check_device, triton, tl
+from synther_fast.kernels._triton import check_device, tl, triton
 
 BLOCK = 1024
 

@@ -21,8 +21,7 @@ fp32 accumulation). The precision is always an explicit argument.
 from __future__ import annotations
 
 import torch
-
-from synther_fast.kernels._triton import check_device, interpreter_enabled, triton, tl
+from synther_fast.kernels._triton import check_device, interpreter_enabled, tl, triton
 from synther_fast.kernels.precision import PRECISIONS, check_precision
 
 __all__ = ["PRECISIONS", "FusedLinearFunction", "fused_linear", "fused_linear_backward", "fused_linear_forward",

@@ -2,6 +2,12 @@
 
 __version__ = "0.1.0"
 
+from synther_fast.config import (  # noqa: E402
+    SynthERConfig,
+    paper_offline,
+    paper_online,
+    quick,
+)
 from synther_fast.replay import (  # noqa: E402
     Batch,
     MixedSampler,
@@ -9,13 +15,6 @@ from synther_fast.replay import (  # noqa: E402
     ReplayBuffer,
     ReplayFileError,
     TransitionLayout,
-)
-
-from synther_fast.config import (  # noqa: E402
-    SynthERConfig,
-    paper_offline,
-    paper_online,
-    quick,
 )
 
 _LAZY = {

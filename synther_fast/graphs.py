@@ -65,7 +65,7 @@ def _tensors_of(obj: Any) -> Iterator[torch.Tensor]:
         yield obj
     elif isinstance(obj, torch.optim.Optimizer):
         for group in obj.param_groups:
-            for key, value in group.items():  # a capturable optimiser's tensor lr
+            for value in group.values():  # a capturable optimiser's tensor lr
                 if torch.is_tensor(value):
                     yield value
     elif isinstance(obj, (list, tuple)):

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synther_fast.analysis import nearest_neighbour, nearest_neighbour_reference, novelty
+from synther_fast.analysis import (
+    nearest_neighbour,
+    nearest_neighbour_reference,
+    novelty,
+)
 
 
 def test_identical_rows_are_at_distance_zero() -> None:

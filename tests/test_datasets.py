@@ -126,7 +126,7 @@ def test_missing_keys_and_other_formats(tmp_path) -> None:
     with pytest.raises(DatasetError, match="missing D4RL keys"):
         load_dataset(path)
     np.savez(tmp_path / "plain.npz", x=np.zeros(3))
-    with pytest.raises(DatasetError, match="meta"):
+    with pytest.raises(DatasetError, match="missing arrays"):
         load_dataset(tmp_path / "plain.npz")
     (tmp_path / "x.csv").write_text("1,2")
     with pytest.raises(DatasetError, match="unknown dataset format"):
@@ -163,3 +163,14 @@ def test_rows_layout_and_subset() -> None:
     assert d.to_rows(d.layout(False)).shape[1] == rows.shape[1] - 1
     sub = d.subset(0.25)  # whole episodes only: the first episode ends at row 10
     assert len(sub) == 10
+
+
+def test_plain_d4rl_style_npz_without_meta_loads(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    arrays = {"observations": rng.normal(size=(20, 3)), "actions": rng.uniform(-1, 1, (20, 2)),
+              "rewards": rng.normal(size=20), "next_observations": rng.normal(size=(20, 3)),
+              "terminals": (rng.uniform(size=20) < 0.1).astype(np.float32)}
+    np.savez(tmp_path / "d4rl.npz", **arrays)
+    data = load_dataset(tmp_path / "d4rl.npz")
+    assert len(data) == 20 and not data.timeouts.any()
+    np.testing.assert_allclose(data.observations, arrays["observations"].astype(np.float32))

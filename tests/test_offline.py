@@ -119,8 +119,9 @@ def test_cli_collect_fit_generate(tmp_path) -> None:
         return out.stdout
 
     cli("collect", "--env", "Hopper-v5", "--steps", "500", "--out", str(tmp_path / "d.npz"), str(tmp_path / "d.hdf5"))
-    text = cli("fit", "--dataset", str(tmp_path / "d.hdf5"), "--out", str(tmp_path / "m.pt"), "--set",
-               "trainer.steps=20", "denoiser.width=32", "denoiser.depth=1", "edm.num_steps=4")
+    text = cli("fit", "--dataset", str(tmp_path / "d.hdf5"), "--out", str(tmp_path / "m.pt"),
+               "--synther.trainer.steps", "20", "--synther.denoiser.width", "32", "--synther.denoiser.depth", "1",
+               "--synther.edm.num_steps", "4")
     assert "fitted 20 steps" in text
     cli("generate", "--model", str(tmp_path / "m.pt"), "--rows", "64", "--out", str(tmp_path / "s.npz"))
     from synther_fast.data import load_dataset

@@ -51,7 +51,9 @@ def test_files_are_interchangeable_between_implementations(tmp_path) -> None:
 def test_load_into_smaller_capacity_keeps_newest(tmp_path) -> None:
     buf = wrapped_buffer()
     buf.save(tmp_path / "b.replay")
-    small = ReplayBuffer.load(tmp_path / "b.replay", capacity=8)
+    with pytest.raises(ValueError, match="drop_oldest"):  # never silently
+        ReplayBuffer.load(tmp_path / "b.replay", capacity=8)
+    small = ReplayBuffer.load(tmp_path / "b.replay", capacity=8, drop_oldest=True)
     assert len(small) == 8 and small.total_added == buf.total_added
     np.testing.assert_array_equal(small.to_numpy(), buf.to_numpy()[-8:])
 
@@ -138,3 +140,16 @@ def test_failed_save_leaves_previous_file(tmp_path, monkeypatch) -> None:
 def test_save_into_missing_directory(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         wrapped_buffer().save(tmp_path / "no" / "such" / "dir.replay")
+
+
+def test_load_of_a_directory_says_so(tmp_path) -> None:
+    with pytest.raises(ReplayFileError, match="is a directory"):
+        ReplayBuffer.load(tmp_path)
+
+
+def test_clear_drops_every_row() -> None:
+    buf = wrapped_buffer()
+    buf.clear()
+    assert len(buf) == 0 and buf.total_added == 0
+    buf.add(np.ones((2, buf.layout.width), np.float32))
+    np.testing.assert_array_equal(buf.to_numpy(), np.ones((2, buf.layout.width), np.float32))

@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from synther_fast.agents.base import check_state, tag_state, terminal_of
+from synther_fast.agents.networks import LOG_STD_MAX, LOG_STD_MIN, make_critic, make_optimizer, mlp, soft_update
 from synther_fast.config import IQLConfig
 from synther_fast.graphs import CapturedStep
 from synther_fast.rng import seeded
-from synther_fast.agents.networks import LOG_STD_MAX, LOG_STD_MIN, make_critic, make_optimizer, mlp, soft_update
 
 EXP_ADV_MAX = 100.0
 

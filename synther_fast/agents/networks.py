@@ -12,7 +12,6 @@ import math
 import torch
 from torch import nn
 
-
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 """Bounds of a Gaussian policy's log standard deviation (CORL's and the REDQ code's values)."""
 

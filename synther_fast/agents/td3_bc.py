@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from synther_fast.agents.base import check_state, tag_state, terminal_of
+from synther_fast.agents.networks import make_critic, make_optimizer, mlp, soft_update
 from synther_fast.config import TD3BCConfig
 from synther_fast.graphs import CapturedStep
 from synther_fast.rng import seeded
-from synther_fast.agents.networks import make_critic, make_optimizer, mlp, soft_update
 
 
 class TD3BC:

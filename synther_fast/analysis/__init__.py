@@ -12,9 +12,18 @@ from synther_fast.analysis.fidelity import (
     terminal_rates,
     wasserstein1,
 )
-from synther_fast.analysis.novelty import nearest_neighbour, nearest_neighbour_reference, novelty
+from synther_fast.analysis.novelty import (
+    nearest_neighbour,
+    nearest_neighbour_reference,
+    novelty,
+)
 from synther_fast.analysis.report import data_quality, report_for_run, write_report
-from synther_fast.analysis.tasks import STATE_TASKS, reconstructable, unhealthy, unsupported_reason
+from synther_fast.analysis.tasks import (
+    STATE_TASKS,
+    reconstructable,
+    unhealthy,
+    unsupported_reason,
+)
 
 __all__ = [
     "STATE_TASKS",
@@ -38,4 +47,5 @@ __all__ = [
     "unhealthy",
     "unsupported_reason",
     "wasserstein1",
+    "write_report",
 ]

@@ -8,7 +8,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from synther_fast.analysis.novelty import nearest_neighbour, standardisation, standardise
+from synther_fast.analysis.novelty import (
+    nearest_neighbour,
+    standardisation,
+    standardise,
+)
 from synther_fast.replay.layout import TransitionLayout
 
 Augmentation = Callable[..., np.ndarray]
@@ -59,14 +63,14 @@ AUGMENTATIONS: dict[str, tuple[Augmentation, float]] = {
 
 
 def match_strength(kind: str, rows: np.ndarray, layout: TransitionLayout, target: float, *,
-                   reference: np.ndarray | None = None, iterations: int = 14, max_rows: int = 1000,
-                   seed: int = 0, device: str | None = None) -> tuple[float, float]:
+                   reference: np.ndarray | None = None, iterations: int = 14, rtol: float = 0.01,
+                   max_rows: int = 1000, seed: int = 0, device: str | None = None) -> tuple[float, float]:
     """The strength at which augmentation ``kind`` reaches mean novelty ``target`` (bisection).
 
     Novelty is measured against ``reference`` (default: ``rows`` themselves) on at most
     ``max_rows`` of them, with one fixed seed so that novelty grows steadily with the strength.
-    Returns (strength, achieved mean novelty); where even the largest strength falls short, that
-    strength and its novelty.
+    Stops once within ``rtol`` of the target. Returns (strength, achieved mean novelty); where even
+    the largest strength falls short, that strength and its novelty.
     """
     if kind not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation {kind!r}; choose from {sorted(AUGMENTATIONS)}")
@@ -92,6 +96,8 @@ def match_strength(kind: str, rows: np.ndarray, layout: TransitionLayout, target
         value = mean_novelty(mid)
         if abs(value - target) < abs(best[1] - target):
             best = (mid, value)
+        if abs(value - target) <= rtol * target:
+            break
         if value < target:
             low = mid
         else:

@@ -12,7 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from synther_fast.analysis.tasks import StateSimulator, check_state_task, reconstructable
+from synther_fast.analysis.tasks import (
+    StateSimulator,
+    check_state_task,
+    reconstructable,
+)
 from synther_fast.replay.layout import TransitionLayout
 
 

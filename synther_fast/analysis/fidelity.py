@@ -96,7 +96,7 @@ def split_held_out(rows: np.ndarray, fraction: float = 0.1, seed: int = 0) -> tu
     if not 0 < fraction < 1:
         raise ValueError(f"held-out fraction must lie in (0, 1), got {fraction}")
     order = np.random.default_rng(seed).permutation(len(rows))
-    cut = max(1, int(round(fraction * len(rows))))
+    cut = max(1, round(fraction * len(rows)))
     return rows[np.sort(order[cut:])], rows[np.sort(order[:cut])]
 
 

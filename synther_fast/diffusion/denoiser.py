@@ -11,7 +11,6 @@ from torch import nn
 from synther_fast.config import DenoiserConfig
 from synther_fast.kernels.precision import PRECISIONS, fused_linear_emulated
 
-
 BACKENDS = ("auto", "reference", "fused", "emulated")
 
 

@@ -1,0 +1,160 @@
+"""SAC / REDQ as the REDQ code: losses by hand, update order, UTD blocks, warm-up undone."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from synther_fast.agents.sac import SAC, target_entropy_for
+from synther_fast.config import SACConfig
+from synther_fast.graphs import CapturedStep
+from synther_fast.replay import TransitionLayout
+from synther_fast.replay.sampler import Batch
+
+LAYOUT = TransitionLayout(4, 2, True)
+TINY = dict(hidden=(16, 16), batch_size=8)
+
+
+def rows(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    data = torch.randn(n, Batch.row_width(LAYOUT), generator=g)
+    data[:, LAYOUT.action] = data[:, LAYOUT.action].tanh()
+    data[:, LAYOUT.terminal] = (torch.rand(n, 1, generator=g) < 0.3).float()
+    return data
+
+
+def test_one_update_matches_the_losses_computed_by_hand() -> None:
+    agent = SAC(4, 2, SACConfig(**TINY, policy_update_delay=1), seed=1, env_name="Hopper-v5")
+    batch = Batch(rows(8, 0), LAYOUT)
+    before = copy.deepcopy(agent)
+    g = torch.Generator().manual_seed(0)
+    g.set_state(agent.generator.get_state())
+
+    def sample(actor, obs):
+        mean, log_std = actor.net(obs).chunk(2, dim=-1)
+        std = log_std.clamp(-20, 2).exp()
+        pre = mean + std * torch.randn(mean.shape, generator=g)
+        logp = (-0.5 * ((pre - mean) / std) ** 2 - std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
+        logp = logp - (2 * (math.log(2) - pre - torch.nn.functional.softplus(-2 * pre))).sum(-1)
+        return pre.tanh(), logp
+
+    def q(critic, obs, action):
+        x = torch.cat([obs, action], -1)
+        out = []
+        for e in range(2):
+            h = x
+            for i, layer in enumerate(critic.net.layers):
+                h = h @ layer.weight[e] + layer.bias[e, 0]
+                h = h.relu() if i < 2 else h
+            out.append(h.squeeze(-1))
+        return torch.stack(out)
+
+    with torch.no_grad():
+        a2, logp2 = sample(before.actor, batch.next_obs)
+        target = batch.reward.squeeze(-1) + (1 - batch.terminal.squeeze(-1)) * 0.99 * (
+            q(before.critic_target, batch.next_obs, a2).min(0).values - 1.0 * logp2)
+        critic_loss = sum(((q(before.critic, batch.obs, batch.action)[e] - target) ** 2).mean() for e in range(2))
+        pi, logp = sample(before.actor, batch.obs)
+        actor_loss = (1.0 * logp - q(before.critic, batch.obs, pi).mean(0)).mean()
+    out = agent.update(batch)
+    torch.testing.assert_close(out["critic_loss"], critic_loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out["actor_loss"], actor_loss, rtol=1e-5, atol=1e-6)
+    assert agent.critic_updates == 1 and agent.actor_updates == 1
+    # polyak 0.995: the target moved 0.5% of the way to the updated critic
+    for t, t0, c in zip(agent.critic_target.parameters(), before.critic_target.parameters(), agent.critic.parameters()):
+        torch.testing.assert_close(t, 0.995 * t0 + 0.005 * c)
+    assert agent.log_alpha.item() != 0.0  # the temperature moved once
+
+
+def test_utd20_block_updates_the_actor_once_and_equals_twenty_single_updates() -> None:
+    cfg = SACConfig(**TINY, utd=20, policy_update_delay=20)
+    block, single = SAC(4, 2, cfg, seed=3), SAC(4, 2, cfg, seed=3)
+    data = torch.stack([rows(8, k) for k in range(20)])
+    block.update_block(data, LAYOUT)
+    for k in range(20):
+        single.update(Batch(data[k].clone(), LAYOUT))
+    assert block.critic_updates == single.critic_updates == 20
+    assert block.actor_updates == single.actor_updates == 1
+    for a, b in zip(block.actor.parameters(), single.actor.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(block.critic.parameters(), single.critic.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        block.update_block(data[:3], LAYOUT)
+
+
+def test_redq_target_is_the_min_over_a_random_pair() -> None:
+    agent = SAC(4, 2, SACConfig(**TINY, num_critics=10, num_min=2), seed=0)
+    values = torch.arange(10.0).reshape(10, 1).expand(10, 5).clone()
+    agent.critic_target = lambda obs, action: values  # type: ignore[assignment]
+    seen = set()
+    for _ in range(60):
+        out = agent._target_q(torch.zeros(5, 4), torch.zeros(5, 2))
+        assert torch.all(out == out[0]) and out[0] < 9  # min of two distinct members
+        seen.add(int(out[0]))
+    assert len(seen) > 4  # different pairs are drawn
+
+
+def test_target_entropy_is_the_redq_codes() -> None:
+    assert target_entropy_for("Hopper-v5", 3) == -1.0 and target_entropy_for("HalfCheetah-v5", 6) == -3.0
+    assert target_entropy_for("Walker2d-v5", 6) == -3.0 and target_entropy_for("dmc:cheetah-run", 6) == -6.0
+
+
+def test_state_dict_round_trip_continues_identically() -> None:
+    cfg = SACConfig(**TINY, utd=2, policy_update_delay=2)
+    a = SAC(4, 2, cfg, seed=5)
+    a.update_block(torch.stack([rows(8, 1), rows(8, 2)]), LAYOUT)
+    b = SAC(4, 2, cfg, seed=99)
+    b.load_state_dict(copy.deepcopy(a.state_dict()))  # as from a file: no tensor shared with a
+    data = torch.stack([rows(8, 3), rows(8, 4)])
+    oa, ob = a.update_block(data, LAYOUT), b.update_block(data.clone(), LAYOUT)
+    assert all(torch.equal(oa[k], ob[k]) for k in oa)
+    np.testing.assert_array_equal(a.act(np.ones((1, 4))), b.act(np.ones((1, 4))))
+    with pytest.raises(ValueError, match="kind 'sac', not 'td3_bc'"):
+        from synther_fast.agents.base import check_state
+
+        check_state("td3_bc", a.state_dict())
+
+
+def test_capture_warm_up_is_undone() -> None:
+    """The graph helper's warm-up leaves parameters, Adam state and RNG as they were (checked on
+    CPU, where the same undo runs without capture): the step after it equals a first eager step."""
+    cfg = SACConfig(**TINY)
+    warmed, eager = SAC(4, 2, cfg, seed=2), SAC(4, 2, cfg, seed=2)
+    batch = Batch(rows(8, 0), LAYOUT)
+
+    def fn(agent):
+        return lambda: agent._update(batch.obs, batch.action, batch.reward.squeeze(-1), batch.next_obs,
+                                     batch.terminal.squeeze(-1), True)
+
+    step = CapturedStep(fn(warmed), "cpu", state=warmed._learned_state(), capture=False, warmup=3)
+    rng = warmed.generator.get_state()
+    step.warm_up_and_undo()
+    warmed.generator.set_state(rng)  # CPU generators are the caller's; CUDA's is restored by the helper
+    out_w, out_e = fn(warmed)(), fn(eager)()
+    for k in out_e:
+        torch.testing.assert_close(out_w[k], out_e[k], rtol=0, atol=0)
+    for a, b in zip(warmed.critic.parameters(), eager.critic.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.gpu
+def test_captured_block_equals_eager_and_survives_a_weight_reload() -> None:
+    cfg = SACConfig(**TINY, utd=20, policy_update_delay=20)
+    graphed, eager = SAC(4, 2, cfg, "cuda", seed=4), SAC(4, 2, cfg, "cuda", seed=4)
+    data = torch.stack([rows(8, k) for k in range(20)]).cuda()
+    out_g = graphed.update_block(data, LAYOUT)
+    views = [Batch(data[k].clone(), LAYOUT) for k in range(20)]
+    for k, v in enumerate(views):
+        eager._update(v.obs, v.action, v.reward.squeeze(-1), v.next_obs, v.terminal.squeeze(-1), k == 19)
+    for a, b in zip(graphed.critic.parameters(), eager.critic.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert graphed.critic_updates == 20 and torch.isfinite(out_g["critic_loss"])
+    graph = graphed._block.graph
+    graphed.load_state_dict(eager.state_dict())  # in place: the same graph keeps running
+    graphed.update_block(data, LAYOUT)
+    assert graphed._block.graph is graph
