@@ -28,7 +28,8 @@ python3 -c "import synther_fast._replay, synther_fast.kernels.fused_linear; prin
 if [[ "$STAGE" == all || "$STAGE" == tests ]]; then
 echo "== tests (GPU-capable files; the simulator tests need gymnasium, absent here)"
 TESTS=(test_fused_linear.py test_precision.py test_compile_check.py test_edm_step.py test_gpu_diffusion.py test_agents.py test_prefetch.py
-       test_replay_buffer.py test_mixed_sampler.py test_edm.py test_diffusion_parts.py test_synther_api.py)
+       test_replay_buffer.py test_mixed_sampler.py test_edm.py test_diffusion_parts.py test_synther_api.py
+       test_sac.py test_config.py test_runs.py)
 timeout "$LIMIT" python3 -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider -q \
   --junitxml "$OUT/tests.xml" "${TESTS[@]/#/$REPO/tests/}" 2>&1 | tail -25
 
@@ -43,7 +44,8 @@ fi
 if [[ "$STAGE" == all || "$STAGE" == extra ]]; then
 echo "== agent benchmarks"
 timeout "$LIMIT" python3 -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider -q \
-  "$REPO/bench/bench_agents.py" "$REPO/bench/bench_diffusion.py" --benchmark-json "$OUT/bench_agents.json" 2>&1 | tail -5
+  "$REPO/bench/bench_agents.py" "$REPO/bench/bench_diffusion.py" "$REPO/bench/bench_online.py::test_learner_block" \
+  --benchmark-json "$OUT/bench_agents.json" 2>&1 | tail -5
 echo "== profile (what limits each path)"
 timeout "$LIMIT" python3 "$REPO/bench/gpu_profile.py" > "$OUT/profile.txt" 2>&1 || echo "profile failed: see profile.txt"
 tail -60 "$OUT/profile.txt"

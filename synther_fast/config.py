@@ -52,17 +52,27 @@ class EDMConfig:
     """Elucidated diffusion (Karras et al. 2022): preconditioning, training noise, Heun sampler."""
 
     sigma_data: float = 1.0
+    """std of the (normalised) data in EDM's preconditioning"""
     sigma_min: float = 0.002
+    """lowest noise level of the sampler schedule"""
     sigma_max: float = 80.0
+    """highest noise level of the sampler schedule"""
     rho: float = 7.0
+    """schedule curvature: t_i = (s_max^(1/rho) + i/(N-1)(s_min^(1/rho) - s_max^(1/rho)))^rho"""
     P_mean: float = -1.2
+    """mean of log sigma during training (log-normal noise levels)"""
     P_std: float = 1.2
+    """std of log sigma during training"""
     num_steps: int = 128
     """sampler steps (each a Heun step: two network evaluations but the last)"""
     S_churn: float = 80.0
+    """total stochasticity of the Heun sampler (gamma = min(S_churn/N, sqrt 2 - 1))"""
     S_tmin: float = 0.05
+    """churn only for sigma in [S_tmin, S_tmax]"""
     S_tmax: float = 50.0
+    """churn only for sigma in [S_tmin, S_tmax]"""
     S_noise: float = 1.003
+    """scale of the churn noise"""
 
     def __post_init__(self) -> None:
         _positive(self, "sigma_data", "sigma_min", "sigma_max", "rho", "P_std", "num_steps")
@@ -90,21 +100,29 @@ class TrainerConfig:
     """Diffusion training: AdamW + cosine schedule + grad clipping + the published EMA."""
 
     steps: int = 100_000
+    """optimiser steps of one fit"""
     batch_size: int | None = None
     """None: the published rule, 256 below 800k rows, else 1024"""
     lr: float = 3e-4
+    """AdamW learning rate (cosine-decayed over the fit)"""
     betas: tuple[float, float] = (0.9, 0.99)
+    """AdamW betas"""
     weight_decay: float = 0.0
+    """AdamW weight decay"""
     grad_clip: float = 1.0
+    """max gradient norm"""
     ema_every: int = 10
     """EMA update period in steps (ema-pytorch update_every)"""
     ema_warmup: int = 100
     """steps during which the EMA is a plain copy (ema-pytorch update_after_step)"""
     ema_max_decay: float = 0.995
+    """the EMA decay's ceiling"""
     ema_power: float = 2.0 / 3.0
+    """EMA decay 1 - (1 + t)^(-power) below the ceiling"""
     checkpoint_every: int = 10_000
     """steps between checkpoints when fitting with a checkpoint path"""
     log_every: int = 100
+    """steps between loss records (the fit's only host syncs)"""
     cuda_graph: bool = True
     """on CUDA, capture the whole training step (forward, backward, clip, AdamW, EMA) as a graph"""
 
@@ -123,9 +141,11 @@ class GenerationConfig:
     chunk_size: int = 100_000
     """rows per sampler call (the published batches of 100k)"""
     terminal_threshold: float = 0.5
+    """generated terminals at or above this become 1, else 0"""
     clip_actions: bool = False
     """clip generated actions to action_bounds (the published code does not)"""
     action_bounds: tuple[float, float] = (-1.0, 1.0)
+    """bounds for clip_actions"""
 
     def __post_init__(self) -> None:
         _positive(self, "chunk_size")
@@ -137,12 +157,19 @@ class SynthERConfig:
     """Everything a SynthER model needs: network, diffusion, normaliser, training and sampling."""
 
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    """the residual-MLP network"""
     edm: EDMConfig = field(default_factory=EDMConfig)
+    """diffusion maths and the sampler"""
     normalizer: NormalizerConfig = field(default_factory=NormalizerConfig)
+    """per-column normalisation of the rows"""
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    """the fit"""
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    """sampling rows"""
     seed: int = 0
+    """initial weights, batch draws and training noise"""
     preset: str = "custom"
+    """name of the preset this config came from (informational)"""
 
     def to_dict(self) -> dict[str, Any]:
         return config_to_dict(self)
@@ -201,18 +228,23 @@ class TD3BCConfig:
     """TD3+BC (Fujimoto & Gu 2021) with CORL's defaults (the same for every D4RL locomotion task)."""
 
     actor_lr: float = 3e-4
+    """Adam learning rate of the actor"""
     critic_lr: float = 3e-4
+    """Adam learning rate of the critics"""
     discount: float = 0.99
+    """gamma"""
     tau: float = 0.005
     """target-network soft-update rate"""
     policy_noise: float = 0.2
     """std of the target-policy smoothing noise"""
     noise_clip: float = 0.5
+    """clip of the target-policy smoothing noise"""
     policy_freq: int = 2
     """actor (and target) update every policy_freq critic updates"""
     alpha: float = 2.5
     """weight of the Q term against behaviour cloning: lambda = alpha / mean|Q|"""
     hidden: tuple[int, ...] = (256, 256)
+    """hidden widths of actor and critics"""
 
 
 @dataclass(frozen=True)
@@ -220,12 +252,17 @@ class IQLConfig:
     """IQL (Kostrikov et al. 2022) with CORL's defaults for D4RL locomotion."""
 
     lr: float = 3e-4
+    """Adam learning rate of V, Q and the actor"""
     discount: float = 0.99
+    """gamma"""
     tau: float = 0.005
+    """target-network soft-update rate"""
     beta: float = 3.0
     """inverse temperature of the advantage-weighted actor loss"""
     expectile: float = 0.7
+    """expectile of the value loss"""
     hidden: tuple[int, ...] = (256, 256)
+    """hidden widths of every network"""
     max_steps: int | None = None
     """length of the actor's cosine learning-rate schedule; None: the run's number of updates"""
 
@@ -235,11 +272,15 @@ class SACConfig:
     """SAC as the REDQ code that SynthER's online experiments run (Chen et al. 2021)."""
 
     lr: float = 3e-4
+    """Adam learning rate of actor, critics and temperature"""
     discount: float = 0.99
+    """gamma"""
     polyak: float = 0.995
     """target <- polyak target + (1 - polyak) online, after every critic update"""
     hidden: tuple[int, ...] = (256, 256)
+    """hidden widths of actor and critics"""
     batch_size: int = 256
+    """rows per critic update"""
     start_steps: int = 5000
     """uniformly random actions (and no updates) for this many environment steps"""
     utd: int = 1
@@ -247,6 +288,7 @@ class SACConfig:
     policy_update_delay: int = 1
     """actor and temperature update once every this many critic updates (and at the last of a step)"""
     num_critics: int = 2
+    """critic ensemble size (REDQ: 10)"""
     num_min: int = 2
     """critics drawn at random (without replacement) for the min in the target: REDQ uses 10 and 2"""
     target_entropy: float | None = None
@@ -310,17 +352,23 @@ class OfflineConfig:
     synthetic_rows: int = 5_000_000
     """rows generated by the diffusion model"""
     synther: SynthERConfig = field(default_factory=paper_offline)
+    """the diffusion model"""
     td3_bc: TD3BCConfig = field(default_factory=TD3BCConfig)
+    """TD3+BC hyperparameters (algo td3_bc)"""
     iql: IQLConfig = field(default_factory=IQLConfig)
+    """IQL hyperparameters (algo iql)"""
     agent_steps: int = 1_000_000
     """agent updates per arm"""
     batch_size: int = 256
+    """rows per agent update"""
     eval_every: int = 10_000
     """updates between evaluations"""
     eval_episodes: int = 10
+    """deterministic episodes per evaluation"""
     checkpoint_every: int = 10_000
     """updates between agent checkpoints"""
     seed: int = 0
+    """seed of everything in the run (collection, diffusion, sampling, agents)"""
     device: str | None = None
     """None: cuda if available, else cpu"""
     fast: bool = True
@@ -374,7 +422,9 @@ class OnlineConfig:
     env_steps: int = 100_000
     """environment steps of the run"""
     sac: SACConfig = field(default_factory=sac_utd20)
+    """the agent (SAC; REDQ with num_critics 10, num_min 2)"""
     synther: SynthERConfig = field(default_factory=paper_online)
+    """the diffusion model fitted at each refit (its seed is the run's + refit index)"""
     retrain_every: int = 10_000
     """environment steps between diffusion refits (each a fresh model on the whole real replay)"""
     num_samples: int = 200_000
@@ -384,12 +434,15 @@ class OnlineConfig:
     synthetic_ratio: float = 0.5
     """fraction of each batch drawn from the synthetic buffer once it has rows (all real before)"""
     real_capacity: int = 1_000_000
+    """capacity of the real replay (must hold every environment step)"""
     eval_every: int = 1000
     """environment steps between evaluations (deterministic policy)"""
     eval_episodes: int = 10
+    """deterministic episodes per evaluation"""
     checkpoint_every: int = 5000
     """environment steps between checkpoints (agent, optimisers, both buffers, RNG, counters)"""
     seed: int = 0
+    """seed of everything in the run (episodes, actions, agent, refits)"""
     device: str | None = None
     """None: cuda if available, else cpu"""
     threads: int = 0

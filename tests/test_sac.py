@@ -158,3 +158,19 @@ def test_captured_block_equals_eager_and_survives_a_weight_reload() -> None:
     graphed.load_state_dict(eager.state_dict())  # in place: the same graph keeps running
     graphed.update_block(data, LAYOUT)
     assert graphed._block.graph is graph
+
+
+@pytest.mark.parametrize("num_critics, num_min", [(2, 2), (10, 2)])
+def test_fast_block_equals_the_plain_reference(num_critics: int, num_min: int) -> None:
+    cfg = SACConfig(**TINY, utd=5, policy_update_delay=5, num_critics=num_critics, num_min=num_min)
+    fast, plain = SAC(4, 2, cfg, seed=6), SAC(4, 2, cfg, seed=6, fast=False)
+    fast.critic.net.load_from_mlps(list(plain.critic.nets))
+    fast.critic_target.net.load_from_mlps(list(plain.critic_target.nets))
+    data = torch.stack([rows(8, 10 + k) for k in range(5)])
+    out_f, out_p = fast.update_block(data, LAYOUT), plain.update_block(data.clone(), LAYOUT)
+    for key in ("critic_loss", "actor_loss", "alpha"):
+        torch.testing.assert_close(out_f[key], out_p[key], rtol=1e-4, atol=1e-5)
+    for a, b in zip(fast.actor.parameters(), plain.actor.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    first = torch.stack([net[0].weight.T for net in plain.critic.nets])
+    torch.testing.assert_close(fast.critic.net.layers[0].weight, first, rtol=1e-4, atol=1e-5)

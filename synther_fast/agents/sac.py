@@ -27,7 +27,15 @@ import torch
 from torch import nn
 
 from synther_fast.agents.base import check_state, tag_state, terminal_of
-from synther_fast.agents.networks import LOG_STD_MAX, LOG_STD_MIN, TwinCritic, make_optimizer, mlp, soft_update
+from synther_fast.agents.networks import (
+    LOG_STD_MAX,
+    LOG_STD_MIN,
+    SeparateCritics,
+    TwinCritic,
+    make_optimizer,
+    mlp,
+    soft_update,
+)
 from synther_fast.config import SACConfig
 from synther_fast.graphs import CapturedStep, CudaRngSlot
 from synther_fast.replay.sampler import Batch
@@ -67,20 +75,24 @@ class SAC:
     kind = "sac"
 
     def __init__(self, obs_dim: int, act_dim: int, config: SACConfig | None = None,
-                 device: str | torch.device = "cpu", seed: int = 0, env_name: str | None = None) -> None:
+                 device: str | torch.device = "cpu", seed: int = 0, env_name: str | None = None,
+                 fast: bool = True) -> None:
+        """``fast=False`` builds the plain reference (the REDQ code's shape): one nn.Sequential per
+        critic, per-network Adam, and an actor loss that back-propagates into the critics too."""
         self.config = config = SACConfig() if config is None else config
         self.device = torch.device(device)
-        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.obs_dim, self.act_dim, self.fast = obs_dim, act_dim, fast
         with seeded(seed):
             self.actor = TanhGaussianActor(obs_dim, act_dim, config.hidden).to(self.device)
-            self.critic = TwinCritic(obs_dim, act_dim, config.num_critics, config.hidden).to(self.device)
+            critic_cls = TwinCritic if fast else SeparateCritics
+            self.critic = critic_cls(obs_dim, act_dim, config.num_critics, config.hidden).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.zeros((), device=self.device, requires_grad=True)
         self.target_entropy = (config.target_entropy if config.target_entropy is not None
                                else target_entropy_for(env_name, act_dim))
-        self.actor_opt = make_optimizer(self.actor.parameters(), config.lr, self.device, True)
-        self.critic_opt = make_optimizer(self.critic.parameters(), config.lr, self.device, True)
-        self.alpha_opt = make_optimizer([self.log_alpha], config.lr, self.device, True)
+        self.actor_opt = make_optimizer(self.actor.parameters(), config.lr, self.device, fast)
+        self.critic_opt = make_optimizer(self.critic.parameters(), config.lr, self.device, fast)
+        self.alpha_opt = make_optimizer([self.log_alpha], config.lr, self.device, fast)
         # CPU: an explicit generator. CUDA: graphs draw from the default generator, with this
         # agent's own state swapped in around each call (no global reseeding).
         if self.device.type == "cuda":
@@ -114,7 +126,7 @@ class SAC:
         out = {"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean()}
         if with_actor:  # against the critics before this update's critic step (the REDQ order)
             pi, logp = self.actor(obs, generator=self.generator)
-            q_pi = self._frozen_critic_mean(obs, pi)
+            q_pi = self._frozen_critic_mean(obs, pi) if self.fast else self.critic(obs, pi).mean(dim=0)
             actor_loss = (alpha * logp - q_pi).mean()
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()

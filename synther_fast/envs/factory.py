@@ -7,6 +7,7 @@ Simulators are imported only here and only when an environment is made.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,17 @@ import numpy as np
 from synther_fast.envs.names import DMC_TASKS, ENV_NAMES, GYM_TASKS  # noqa: F401 (re-exported)
 
 MAX_EPISODE_STEPS = 1000
+
+
+class _DropDeprecatedTotalmass(logging.Filter):
+    """MuJoCo 3.x warns through absl, on every model compile, that the 'settotalmass' attribute of
+    the bundled gymnasium/dm_control XML files is deprecated: nothing a user can act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "settotalmass" not in record.getMessage()
+
+
+logging.getLogger("absl").addFilter(_DropDeprecatedTotalmass())
 
 
 @dataclass(frozen=True)
