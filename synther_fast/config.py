@@ -373,6 +373,9 @@ class OfflineConfig:
     """None: cuda if available, else cpu"""
     fast: bool = True
     """stacked critics + foreach optimisers (+ CUDA graphs on GPU); False: the plain reference"""
+    report: bool = True
+    """write the data-quality report (report/report.md: fidelity, dynamics error, novelty against
+    augmentations, plots) at the end of the run"""
     threads: int = 0
     """torch CPU threads (0: one for the agents' small networks on <= 2 cores, torch's default for
     the diffusion fit; see synther_fast.runtime)"""
@@ -433,6 +436,10 @@ class OnlineConfig:
     """capacity of the synthetic ring buffer"""
     synthetic_ratio: float = 0.5
     """fraction of each batch drawn from the synthetic buffer once it has rows (all real before)"""
+    async_refit: bool = False
+    """beyond the paper: fit and generate the next model in a background thread (a second CUDA
+    stream on GPU) while SAC keeps learning on the previous synthetic rows; the new rows swap in
+    when ready. Off by default: the swap step depends on timing, so runs are not bit-reproducible"""
     real_capacity: int = 1_000_000
     """capacity of the real replay (must hold every environment step)"""
     eval_every: int = 1000

@@ -13,6 +13,7 @@ the first one included.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -155,10 +156,17 @@ class CudaRngSlot:
             self.state = torch.cuda.get_rng_state(device)
 
     def __enter__(self) -> CudaRngSlot:
+        _RNG_LOCK.acquire()  # the default generator is shared by every thread (async refits)
         self._outer = torch.cuda.get_rng_state(self.device)
         torch.cuda.set_rng_state(self.state, self.device)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.state = torch.cuda.get_rng_state(self.device)
-        torch.cuda.set_rng_state(self._outer, self.device)
+        try:
+            self.state = torch.cuda.get_rng_state(self.device)
+            torch.cuda.set_rng_state(self._outer, self.device)
+        finally:
+            _RNG_LOCK.release()
+
+
+_RNG_LOCK = threading.RLock()

@@ -92,7 +92,24 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
     write_json(run.file("summary.json"), summary)
     if fidelity is not None:
         write_json(run.file("fidelity.json"), fidelity)
+        if config.report:
+            _report_phase(run)
     return OfflineResult(run.path, summary)
+
+
+def _report_phase(run: Run) -> None:
+    """The data-quality report of the run (analysis.report_for_run); a failure there is reported
+    as a warning and loses none of the run's results."""
+    from synther_fast.analysis import report_for_run
+
+    try:
+        with run.phase("report"):
+            path = report_for_run(run.path)
+    except Exception as exc:  # the run's results are already on disk
+        warnings.warn(f"the data-quality report could not be written ({type(exc).__name__}: {exc}); "
+                      f"run `synther-fast report {run.path}` to retry", RuntimeWarning, stacklevel=3)
+        return
+    run.state["report"] = str(path)
 
 
 def _load_given_dataset(config: OfflineConfig, spec):

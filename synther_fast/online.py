@@ -18,8 +18,10 @@ replays exactly what an uninterrupted one does; refits already written are reloa
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ import torch
 
 from synther_fast.config import OnlineConfig
 from synther_fast.progress import progress_bar
+from synther_fast.replay import MixedSampler
 from synther_fast.runs import Run, write_json
 
 CHECKPOINT = "online.ckpt"
@@ -69,7 +72,7 @@ class OnlineLoop:
     def __init__(self, config: OnlineConfig, run: Run, device: torch.device, progress: bool) -> None:
         from synther_fast.agents.sac import SAC
         from synther_fast.envs import env_spec, make_env
-        from synther_fast.replay import MixedSampler, ReplayBuffer, TransitionLayout
+        from synther_fast.replay import ReplayBuffer, TransitionLayout
         from synther_fast.replay.sampler import Batch
 
         self.config, self.run, self.device, self.progress = config, run, device, progress
@@ -97,9 +100,11 @@ class OnlineLoop:
         self.refits: list[dict[str, Any]] = []
         self.seconds = dict.fromkeys(TIME_KEYS, 0.0)
         self.last_metrics: dict[str, torch.Tensor] = {}
+        self._pending: tuple[threading.Thread, dict[str, Any]] | None = None
 
     # -- checkpoints --------------------------------------------------------------------------
     def save(self) -> None:
+        self._finish_async_refit(wait=True)  # a checkpoint never refers to a half-done refit
         self.real.save(self.run.file("real.replay"))
         payload = {
             "agent": self.agent.state_dict(),
@@ -141,39 +146,98 @@ class OnlineLoop:
     def _load_refill(self, k: int) -> None:
         _, rows_file = self._refill_files(k)
         self.synthetic.restore(rows_file)
+        self.sampler = MixedSampler(self.real, self.synthetic, self.sampler.ratio, self.sampler.batch_size,
+                                    seed=self.config.seed)
 
     def refit(self) -> dict[str, Any]:
         """A fresh diffusion model on the whole real replay; its rows replace the synthetic ones."""
-        from synther_fast.analysis import marginal_fidelity
-        from synther_fast.diffusion import SynthER
-
         k = len(self.refits)
+        info, rows = self._fit_and_generate(k, self.real.to_numpy(), self.t)
+        self._apply_refill(info, rows)
+        return info
+
+    def _fit_and_generate(self, k: int, real_rows: np.ndarray, env_step: int):
+        """Refit number k on ``real_rows``: (info, new synthetic buffer). Touches no loop state, so
+        an async refit runs it in a background thread."""
+        from synther_fast.diffusion import SynthER
+        from synther_fast.replay import ReplayBuffer
+
         model_file, rows_file = self._refill_files(k)
-        real_rows = self.real.to_numpy()
-        synther_cfg = dataclasses.replace(synther_config_for(self.config, self.spec.suite),
-                                          seed=self.config.seed + k)
-        info: dict[str, Any] = {"refit": k, "env_step": self.t, "real_rows": len(real_rows)}
+        info: dict[str, Any] = {"refit": k, "env_step": env_step, "real_rows": len(real_rows)}
+        rows = ReplayBuffer(self.config.synthetic_capacity, self.layout)
         if model_file.exists() and rows_file.exists():  # written before an interruption: reuse
-            self.synthetic.restore(rows_file)
+            rows.restore(rows_file)
             info["reloaded"] = True
-        else:
+            return info, rows
+        synther_cfg = dataclasses.replace(synther_config_for(self.config, self.spec.suite), seed=self.config.seed + k)
+        stream = torch.cuda.Stream(self.device) if self.config.async_refit and self.device.type == "cuda" else None
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
             model = SynthER(self.layout, synther_cfg, self.device)
             start = time.perf_counter()
-            model.fit(real_rows, progress=self.progress)
-            self.seconds["fit"] += (fit_s := time.perf_counter() - start)
+            model.fit(real_rows, progress=self.progress and not self.config.async_refit)
+            fit_s = time.perf_counter() - start
             start = time.perf_counter()
-            self.synthetic.clear()
-            written = model.generate_into(self.synthetic, self.config.num_samples, seed=self.config.seed + k)
-            self.seconds["generate"] += (gen_s := time.perf_counter() - start)
-            model.save(model_file)
-            self.synthetic.save(rows_file)
-            info |= {"rows": written, "fit_seconds": fit_s, "generate_seconds": gen_s,
-                     "final_loss": model.history[-1]["loss"]}
+            written = model.generate_into(rows, self.config.num_samples, seed=self.config.seed + k)
+            gen_s = time.perf_counter() - start
+        model.save(model_file)
+        rows.save(rows_file)
+        info |= {"rows": written, "fit_seconds": fit_s, "generate_seconds": gen_s,
+                 "final_loss": model.history[-1]["loss"]}
+        return info, rows
+
+    def _apply_refill(self, info: dict[str, Any], rows) -> None:
+        """Swap the new synthetic rows in (the sampler keeps its random stream)."""
+        from synther_fast.analysis import marginal_fidelity
+
+        self.seconds["fit"] += info.get("fit_seconds", 0.0)
+        self.seconds["generate"] += info.get("generate_seconds", 0.0)
+        state = self.sampler.state_dict()
+        self.synthetic = rows
+        self.sampler = MixedSampler(self.real, self.synthetic, self.sampler.ratio, self.sampler.batch_size,
+                                    seed=self.config.seed)
+        self.sampler.load_state_dict(state)
+        real_rows = self.real.to_numpy()
         fidelity = marginal_fidelity(real_rows, self.synthetic.to_numpy(), self.layout, max_rows=20_000)
+        from synther_fast.analysis import novelty
+
+        # The analysis module's measures on each refill (subsampled: a few hundred ms on a CPU).
+        near = novelty(real_rows, self.synthetic.to_numpy(), max_rows=2000, seed=len(self.refits))
         info |= {"mean_ks": fidelity["mean_ks"], "max_ks": fidelity["max_ks"],
-                 "mean_gap_in_std": fidelity["mean_gap_in_std"]}
+                 "mean_w1_in_std": fidelity["mean_w1_in_std"], "corr_error": fidelity["corr_error"],
+                 "mean_gap_in_std": fidelity["mean_gap_in_std"], "novelty_mean": near["mean"],
+                 "swapped_at": self.t}
         self.refits.append(info)
-        return info
+        self.run.logger().log("refit", self.t, {k: v for k, v in info.items() if isinstance(v, (int, float))})
+
+    def _start_async_refit(self) -> None:
+        k = len(self.refits) + (1 if self._pending is not None else 0)
+        if self._pending is not None:  # the previous one is still running: let it finish first
+            self._finish_async_refit(wait=True)
+            k = len(self.refits)
+        real_rows, env_step = self.real.to_numpy(), self.t
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["result"] = self._fit_and_generate(k, real_rows, env_step)
+            except BaseException as exc:  # re-raised in the loop's thread
+                box["error"] = exc
+
+        thread = threading.Thread(target=work, name=f"synther-refit-{k}", daemon=True)
+        thread.start()
+        self._pending = (thread, box)
+
+    def _finish_async_refit(self, wait: bool) -> None:
+        if self._pending is None:
+            return
+        thread, box = self._pending
+        if not wait and thread.is_alive():
+            return
+        thread.join()
+        self._pending = None
+        if "error" in box:
+            raise box["error"]
+        self._apply_refill(*box["result"])
 
     # -- the loop -----------------------------------------------------------------------------
     def _reset_env(self) -> np.ndarray:
@@ -228,8 +292,12 @@ class OnlineLoop:
                 obs = next_obs
                 self.seconds["env"] += time.perf_counter() - start
                 if cfg.uses_synther and self.t % cfg.retrain_every == 0 and self.t < cfg.env_steps:
-                    info = self.refit()
-                    metrics.log("refit", self.t, {k: v for k, v in info.items() if isinstance(v, (int, float))})
+                    if cfg.async_refit:
+                        self._start_async_refit()
+                    else:
+                        self.refit()
+                elif self._pending is not None:
+                    self._finish_async_refit(wait=False)
                 if len(self.real) > sac.start_steps:  # the REDQ code's delay_update_steps='auto'
                     start = time.perf_counter()
                     self.learner_step()

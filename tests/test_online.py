@@ -137,3 +137,12 @@ def test_cli_online_and_its_errors(tmp_path) -> None:
     bad = cli("online", "--synthetic-ratio", "1.5", "--run-dir", str(tmp_path / "x"))
     assert bad.returncode == 2 and "synthetic_ratio" in bad.stderr
     assert cli("--version").stdout.startswith("synther-fast ")
+
+
+def test_async_refit_swaps_new_rows_in_while_learning_continues(tmp_path) -> None:
+    result = run_online(tiny(async_refit=True, checkpoint_every=1000), tmp_path / "async", progress=False)
+    refits = result.summary["refits"]
+    assert len(refits) == 1 and refits[0]["env_step"] == 150 and refits[0]["rows"] == 400
+    assert 150 <= refits[0]["swapped_at"] <= 300  # learning went on until the rows were ready
+    assert result.summary["critic_updates"] == 200 * 4
+    assert (tmp_path / "async" / "synthetic_0.replay").exists()
