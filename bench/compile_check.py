@@ -63,7 +63,7 @@ def kernels(quick: bool):
     ``quick``: the first config of each precision for the residual block, and of the default
     precision (tf32) for the two plain layer kinds."""
     from synther_fast.kernels import edm_step, fused_linear as fl
-    from synther_fast.kernels.precision import PRECISIONS
+    from synther_fast.precision import PRECISIONS
 
     gemm = {
         "fwd": (fl._fwd_kernel, ["x_ptr", "w_ptr", "b_ptr", "y_ptr"],

@@ -40,7 +40,7 @@ class DenoiserConfig:
     """matmul precision of the fused (and emulated) blocks: 'tf32' (default: tensor cores; the
     precision study in bench/RESULTS.md measured no loss in the diffusion-core statistics against
     fp32), 'ieee' (exact fp32 products), 'tf32x3' (three TF32 products, fp32-class) or 'bf16'
-    (fp32 accumulation); see synther_fast.kernels.precision. The reference backend is always fp32."""
+    (fp32 accumulation); see synther_fast.precision. The reference backend is always fp32."""
 
     def __post_init__(self) -> None:
         _positive(self, "width", "depth", "dim_t", "fourier_features")
