@@ -48,9 +48,11 @@ class FusedHeunSampler:
                              "torch.cuda.manual_seed instead of passing a generator")
         self._captured: CapturedStep | None = None
         # Static per-step values, built once on the host.
-        self.c_noise_hat = [torch.full((rows,), _pre(t, sigma_data)[3], device=self.device)
+        # One c_noise per step, shape (1,): every row shares sigma, so the time-embedding MLP runs
+        # on one row and broadcasts, instead of on all `rows` identical rows at every evaluation.
+        self.c_noise_hat = [torch.full((1,), _pre(t, sigma_data)[3], device=self.device)
                             for t in schedule.sigma_hat]
-        self.c_noise_next = [torch.full((rows,), _pre(t, sigma_data)[3], device=self.device) if t > 0 else None
+        self.c_noise_next = [torch.full((1,), _pre(t, sigma_data)[3], device=self.device) if t > 0 else None
                              for t in schedule.sigma[1:]]
         self.buffers = [torch.empty(self.shape, device=self.device) for _ in range(5)]
         self.out = torch.empty(self.shape, device=self.device)
