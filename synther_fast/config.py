@@ -472,6 +472,11 @@ class OnlineConfig:
             raise ValueError(f"OnlineConfig.env_steps ({self.env_steps}) exceeds real_capacity "
                              f"({self.real_capacity}): the real replay would drop transitions")
 
+        if self.algo == "redq" and self.sac.num_critics <= self.sac.num_min:
+            raise ValueError(f"algo 'redq' draws num_min of more critics, but sac has num_critics "
+                             f"{self.sac.num_critics} and num_min {self.sac.num_min}: start from "
+                             f"online_paper('redq') / online_quick('redq'), or set sac=redq()")
+
     @property
     def uses_synther(self) -> bool:
         return self.algo == "sac-synther"
@@ -602,7 +607,7 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
             raise ValueError(f"{name} takes a {hint.__name__}, got {value!r}")
         return value
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if value is None and type(None) in args:
+        if type(None) in args and (value is None or (isinstance(value, str) and value.lower() == "none")):
             return None
         errors = []
         for option in (a for a in args if a is not type(None)):
@@ -633,6 +638,10 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
         if isinstance(value, float) and value.is_integer():
             return int(value)
         if isinstance(value, str):
+            try:
+                return int(value)  # exact, also beyond float precision
+            except ValueError:
+                pass
             try:
                 number = float(value)
             except ValueError:

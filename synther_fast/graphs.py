@@ -109,31 +109,34 @@ class CapturedStep:
     def warm_up_and_undo(self) -> None:
         """Run ``warmup`` calls, then put every piece of ``state`` back as it was (any device)."""
         snapshot = StateSnapshot(self.state)
-        if self.device.type == "cuda":
-            with preserved_cuda_rng(self.device):
-                stream = torch.cuda.Stream(self.device)
-                stream.wait_stream(torch.cuda.current_stream(self.device))
-                with torch.cuda.stream(stream):
-                    for _ in range(self.warmup):
-                        self.fn()
-                torch.cuda.current_stream(self.device).wait_stream(stream)
-        else:
-            for _ in range(self.warmup):
-                self.fn()
-        snapshot.restore()
+        try:
+            if self.device.type == "cuda":
+                with preserved_cuda_rng(self.device):
+                    stream = torch.cuda.Stream(self.device)
+                    stream.wait_stream(torch.cuda.current_stream(self.device))
+                    with torch.cuda.stream(stream):
+                        for _ in range(self.warmup):
+                            self.fn()
+                    torch.cuda.current_stream(self.device).wait_stream(stream)
+            else:
+                for _ in range(self.warmup):
+                    self.fn()
+        finally:  # also when a warm-up call raised: no half-advanced state is left behind
+            snapshot.restore()
 
     def __call__(self) -> Any:
         if not self.capture:
             return self.fn()
         if self.graph is None:
             self.warm_up_and_undo()
-            self.graph = torch.cuda.CUDAGraph()
+            graph = torch.cuda.CUDAGraph()
             # Capture records without running; the RNG offsets it reserves are given back so the
             # first replay draws what an eager first call would.
             with preserved_cuda_rng(self.device):
                 # thread_local: a prefetch thread's syncs elsewhere must not invalidate the capture
-                with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
-                    self.outputs = self.fn()
+                with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                    outputs = self.fn()
+            self.graph, self.outputs = graph, outputs  # only a capture that succeeded is replayed
         self.graph.replay()
         return self.outputs
 
@@ -150,10 +153,9 @@ class CudaRngSlot:
     """
 
     def __init__(self, device: torch.device, seed: int) -> None:
-        self.device = device
-        with preserved_cuda_rng(device):
-            torch.cuda.manual_seed(seed)
-            self.state = torch.cuda.get_rng_state(device)
+        self.device = torch.device(device)
+        # A private generator's state: the global one is neither read nor changed here.
+        self.state = torch.Generator(device=self.device).manual_seed(int(seed)).get_state()
 
     def __enter__(self) -> CudaRngSlot:
         _RNG_LOCK.acquire()  # the default generator is shared by every thread (async refits)

@@ -121,12 +121,21 @@ class OnlineLoop:
 
     def restore(self) -> bool:
         state = self.run.load_checkpoint(CHECKPOINT, "online", map_location=self.device)
-        if state is None:
+        if state is None:  # a fresh start: files of an earlier start that never checkpointed go
+            for stale in (*self.run.path.glob("synther_*.pt"), *self.run.path.glob("synthetic_*")):
+                stale.unlink()
             return False
         self.agent.load_state_dict(state["agent"])
-        self.real.restore(self.run.file("real.replay"))
         counters = json.loads(state["counters"])
         self.t, self.episode = int(counters["t"]), int(counters["episode"])
+        self.real.restore(self.run.file("real.replay"))
+        if self.real.total_added != self.t:  # killed between the replay's write and the checkpoint's
+            rows = self.real.to_numpy()[: self.t]  # oldest first, and env_steps <= real_capacity
+            if len(rows) != self.t:
+                raise RuntimeError(f"{self.run.file('real.replay')} holds {len(rows)} rows, the checkpoint "
+                                   f"needs {self.t}: the run directory is damaged")
+            self.real.clear()
+            self.real.add(rows)
         history = json.loads(state["history"])
         self.episode_returns, self.timeouts = history["episode_returns"], history["timeouts"]
         self.evaluations, self.refits, self.seconds = history["evaluations"], history["refits"], history["seconds"]
@@ -165,11 +174,13 @@ class OnlineLoop:
         model_file, rows_file = self._refill_files(k)
         info: dict[str, Any] = {"refit": k, "env_step": env_step, "real_rows": len(real_rows)}
         rows = ReplayBuffer(self.config.synthetic_capacity, self.layout)
-        if model_file.exists() and rows_file.exists():  # written before an interruption: reuse
-            rows.restore(rows_file)
-            info["reloaded"] = True
-            return info, rows
-        synther_cfg = dataclasses.replace(synther_config_for(self.config, self.spec.suite), seed=self.config.seed + k)
+        info_file = rows_file.with_suffix(".json")
+        if model_file.exists() and rows_file.exists() and info_file.exists():  # written before a kill
+            saved = json.loads(info_file.read_text())
+            if saved.get("env_step") == env_step and saved.get("real_rows") == len(real_rows):
+                rows.restore(rows_file)
+                return saved | {"reloaded": True}, rows
+        synther_cfg = dataclasses.replace(synther_config_for(self.config, self.spec.suite), seed=self._seed("fit", k))
         stream = torch.cuda.Stream(self.device) if self.config.async_refit and self.device.type == "cuda" else None
         with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
             model = SynthER(self.layout, synther_cfg, self.device)
@@ -177,13 +188,19 @@ class OnlineLoop:
             model.fit(real_rows, progress=self.progress and not self.config.async_refit)
             fit_s = time.perf_counter() - start
             start = time.perf_counter()
-            written = model.generate_into(rows, self.config.num_samples, seed=self.config.seed + k)
+            written = model.generate_into(rows, self.config.num_samples, seed=self._seed("generate", k))
             gen_s = time.perf_counter() - start
-        model.save(model_file)
-        rows.save(rows_file)
         info |= {"rows": written, "fit_seconds": fit_s, "generate_seconds": gen_s,
                  "final_loss": model.history[-1]["loss"]}
+        model.save(model_file)
+        rows.save(rows_file)
+        write_json(info_file, info)  # last: the three files together mark a finished refit
         return info, rows
+
+    def _seed(self, purpose: str, k: int) -> int:
+        """A seed of its own for each refit's fit and generation (none shares the agent's stream)."""
+        words = [self.config.seed, k, {"fit": 1, "generate": 2}[purpose]]
+        return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0] >> 2)
 
     def _apply_refill(self, info: dict[str, Any], rows) -> None:
         """Swap the new synthetic rows in (the sampler keeps its random stream)."""
@@ -276,7 +293,7 @@ class OnlineLoop:
         try:
             while self.t < cfg.env_steps:
                 start = time.perf_counter()
-                if self.t < sac.start_steps:
+                if len(self.real) <= sac.start_steps:  # the REDQ code: random until size > start_steps
                     action = self.action_rng.uniform(-1.0, 1.0, self.spec.act_dim).astype(np.float32)
                 else:
                     action = self.agent.act(obs[None])[0]
@@ -291,6 +308,11 @@ class OnlineLoop:
                 self.t += 1
                 obs = next_obs
                 self.seconds["env"] += time.perf_counter() - start
+                if len(self.real) > sac.start_steps:  # the REDQ code's delay_update_steps='auto'
+                    start = time.perf_counter()
+                    self.learner_step()
+                    self.seconds["learner"] += time.perf_counter() - start
+                # After this step's updates, as the published loop (store, train, then refit).
                 if cfg.uses_synther and self.t % cfg.retrain_every == 0 and self.t < cfg.env_steps:
                     if cfg.async_refit:
                         self._start_async_refit()
@@ -298,10 +320,6 @@ class OnlineLoop:
                         self.refit()
                 elif self._pending is not None:
                     self._finish_async_refit(wait=False)
-                if len(self.real) > sac.start_steps:  # the REDQ code's delay_update_steps='auto'
-                    start = time.perf_counter()
-                    self.learner_step()
-                    self.seconds["learner"] += time.perf_counter() - start
                 if self.t % cfg.eval_every == 0 or self.t == cfg.env_steps:
                     start = time.perf_counter()
                     record = self.evaluate()
@@ -330,6 +348,9 @@ def run_online(config: OnlineConfig, run_dir: str | Path, *, resume: bool = Fals
 
     device = resolve_device(config.device)  # every input is checked before the run directory exists
     env_spec(config.env)
+    if config.async_refit and device.type == "cuda":
+        raise ValueError("async_refit is not available on CUDA yet: captured graphs of two threads would share "
+                         "the default CUDA generator's seed/offset tensors; run it on the CPU or without async_refit")
     run = Run.open(run_dir, config, resume=resume)
     if run.done("online"):
         return OnlineResult(run.path, json.loads(run.file("summary.json").read_text()))

@@ -92,6 +92,8 @@ class Run:
             state.setdefault("timings", {})
             return cls(path, config, state, resumed=True)
         path.mkdir(parents=True, exist_ok=True)
+        for stale in ("metrics.jsonl", "metrics.csv"):  # of a start that failed: not this run's
+            (path / stale).unlink(missing_ok=True)
         write_json(config_file, config_to_dict(config))
         state = {"done": {}, "timings": {}}
         write_json(state_file, state)
@@ -235,7 +237,7 @@ class MetricsLog:
         """Drop the records of ``phase`` logged after ``step`` (a resume continues from there)."""
         if self.jsonl.exists():
             kept = [line for line in self.jsonl.read_text().splitlines()
-                    if line and not _after(json.loads(line), phase, step)]
+                    if (record := _parse(line)) is not None and not _after(record, phase, step)]
             with atomic_write(self.jsonl) as handle:
                 handle.write("".join(line + "\n" for line in kept).encode())
         if self.csv.exists():
@@ -247,7 +249,7 @@ class MetricsLog:
     def records(self, phase: str | None = None) -> list[dict[str, Any]]:
         if not self.jsonl.exists():
             return []
-        out = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line]
+        out = [r for line in self.jsonl.read_text().splitlines() if (r := _parse(line)) is not None]
         return [r for r in out if phase is None or r["phase"] == phase]
 
     def close(self) -> None:
@@ -261,6 +263,18 @@ def _after(record: dict[str, Any], phase: str, step: int) -> bool:
     return record.get("phase") == phase and int(record.get("step", 0)) > step
 
 
+def _parse(line: str) -> dict[str, Any] | None:
+    """A JSONL record, or None for an empty or torn line (a kill during a write)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def _csv_after(line: str, phase: str, step: int) -> bool:
+    """True for rows to drop: records of ``phase`` after ``step``, and torn lines."""
     parts = line.split(",")
-    return len(parts) >= 2 and parts[0] == phase and int(parts[1]) > step
+    if len(parts) != 4 or not parts[1].lstrip("-").isdigit():
+        return True
+    return parts[0] == phase and int(parts[1]) > step

@@ -97,6 +97,12 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, monkeypatch) -> None:
     assert 150 < json.loads(saved["counters"])["t"] < 260  # resumes after the refit, before the kill
     with pytest.raises(FileExistsError):
         run_online(config, tmp_path / "cut", progress=False)
+    # a kill between the replay's write and the checkpoint's: the replay is ahead of the checkpoint
+    replay = synther_fast.ReplayBuffer.load(tmp_path / "cut" / "real.replay")
+    replay.add(np.zeros((7, replay.layout.width), np.float32))
+    replay.save(tmp_path / "cut" / "real.replay")
+    with open(tmp_path / "cut" / "metrics.jsonl", "a") as f:
+        f.write('{"phase": "online", "st')  # and a torn last metrics line
     resumed = run_online(config, tmp_path / "cut", resume=True, progress=False)
     strip = [{k: v for k, v in e.items() if not k.startswith("seconds")} for e in full.summary["evaluations"]]
     assert [{k: v for k, v in e.items() if not k.startswith("seconds")} for e in resumed.summary["evaluations"]] == strip

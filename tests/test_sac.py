@@ -155,9 +155,16 @@ def test_captured_block_equals_eager_and_survives_a_weight_reload() -> None:
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     assert graphed.critic_updates == 20 and torch.isfinite(out_g["critic_loss"])
     graph = graphed._block.graph
-    graphed.load_state_dict(eager.state_dict())  # in place: the same graph keeps running
-    graphed.update_block(data, LAYOUT)
+    graphed.update_block(data, LAYOUT)  # the agent is untouched by a diffusion refit: one graph all run
     assert graphed._block.graph is graph
+    graphed.load_state_dict(copy.deepcopy(eager.state_dict()))  # a resume: recaptured, still exact
+    eager_again = copy.deepcopy(eager)
+    out_g = graphed.update_block(data, LAYOUT)
+    for k, v in enumerate(views):
+        eager_again._update(v.obs, v.action, v.reward.squeeze(-1), v.next_obs, v.terminal.squeeze(-1), k == 19)
+    assert graphed._block.graph is not graph
+    for a, b in zip(graphed.critic.parameters(), eager_again.critic.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("num_critics, num_min", [(2, 2), (10, 2)])

@@ -235,8 +235,10 @@ class SAC:
         })
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Load in place: tensors keep their addresses, so a captured graph stays valid."""
+        """Load a state (a resume). Optimisers replace their state tensors when loading, so any
+        captured graph is dropped and the next update captures anew (its warm-up is undone)."""
         check_state(self.kind, state)
+        self._single, self._single_bound, self._block, self._block_bound = {}, None, None, None
         for name in ("actor", "critic", "critic_target", "actor_opt", "critic_opt", "alpha_opt"):
             getattr(self, name).load_state_dict(state[name])
         with torch.no_grad():
