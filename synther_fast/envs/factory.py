@@ -31,6 +31,23 @@ class _DropDeprecatedTotalmass(logging.Filter):
 logging.getLogger("absl").addFilter(_DropDeprecatedTotalmass())
 
 
+def _mujoco_warning(message: str) -> None:
+    """MuJoCo's C warnings (printed to stdout by default): the settotalmass one is dropped, the
+    rest become Python warnings."""
+    if "settotalmass" not in message:
+        import warnings
+
+        warnings.warn(f"MuJoCo: {message.strip()}", RuntimeWarning, stacklevel=2)
+
+
+def _quiet_mujoco() -> None:
+    try:
+        import mujoco
+    except ImportError:
+        return
+    mujoco.set_mju_user_warning(_mujoco_warning)
+
+
 @dataclass(frozen=True)
 class EnvSpec:
     """What the rest of the package needs to know about a task without stepping it."""
@@ -51,6 +68,7 @@ def _check_name(name: str) -> None:
 def make_env(name: str, seed: int | None = None):
     """A gymnasium.Env with actions in [-1, 1], flat observations and a 1000-step time limit."""
     _check_name(name)
+    _quiet_mujoco()
     if name.startswith("dmc:"):
         env: Any = DMCEnv(name, seed)
         env = gym.wrappers.TimeLimit(env, MAX_EPISODE_STEPS)
