@@ -315,34 +315,26 @@ def _check_parent(path: str | Path) -> None:
         raise FileNotFoundError(f"cannot write {path}: directory {parent} does not exist")
 
 
-def _preset_of(argv: list[str]) -> str | None:
+def _option_value(argv: list[str], name: str) -> str | None:
+    """The value given to ``--name`` (as ``--name V`` or ``--name=V``), if any."""
     for i, arg in enumerate(argv):
-        if arg == "--preset" and i + 1 < len(argv):
+        if arg == f"--{name}" and i + 1 < len(argv):
             return argv[i + 1]
-        if arg.startswith("--preset="):
-            return arg.split("=", 1)[1]
-    return None
-
-
-def _algo_of(argv: list[str]) -> str | None:
-    for i, arg in enumerate(argv):
-        if arg == "--algo" and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--algo="):
+        if arg.startswith(f"--{name}="):
             return arg.split("=", 1)[1]
     return None
 
 
 def _commands(argv: list[str]) -> object:
     """The subcommand union, with the defaults of the preset (and online algorithm) asked for."""
-    preset = _preset_of(argv)
+    preset = _option_value(argv, "preset")
     offline_preset = preset if preset in OFFLINE_PRESETS else "quick"
     if preset is not None and argv and argv[0] == "offline" and preset not in OFFLINE_PRESETS:
         raise ValueError(f"unknown offline preset {preset!r}; choose from {sorted(OFFLINE_PRESETS)}")
     online_preset = preset if preset in ONLINE_PRESETS else "quick"
     if preset is not None and argv and argv[0] == "online" and preset not in ONLINE_PRESETS:
         raise ValueError(f"unknown online preset {preset!r}; choose from {sorted(ONLINE_PRESETS)}")
-    algo = _algo_of(argv) if argv and argv[0] == "online" else None
+    algo = _option_value(argv, "algo") if argv and argv[0] == "online" else None
     online_default = ONLINE_PRESETS[online_preset](algo) if algo in ("sac", "redq", "sac-synther") \
         else ONLINE_PRESETS[online_preset]()
     fit_preset = preset if preset in PRESETS else "quick"

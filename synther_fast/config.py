@@ -16,7 +16,27 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+S = TypeVar("S", bound="Serialisable")
 CONFIG_FORMAT_VERSION = 1
+
+
+class Serialisable:
+    """The serialisation and override methods every top-level config shares."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls: type[S], data: dict[str, Any]) -> S:
+        return config_from_dict(cls, data)
+
+    def with_overrides(self: S, **overrides: Any) -> S:
+        """Fields by name; nested ones by dotted keys ('synther.trainer.steps', 'td3_bc.alpha')."""
+        return with_overrides(self, **overrides)
+
+    def replace(self: S, **changes: Any) -> S:
+        """The same as :meth:`with_overrides`."""
+        return with_overrides(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -44,7 +64,6 @@ class DenoiserConfig:
 
     def __post_init__(self) -> None:
         _positive(self, "width", "depth", "dim_t", "fourier_features")
-
 
 
 @dataclass(frozen=True)
@@ -80,7 +99,6 @@ class EDMConfig:
             raise ValueError(f"EDMConfig.sigma_min ({self.sigma_min}) must be below sigma_max ({self.sigma_max})")
 
 
-
 @dataclass(frozen=True)
 class NormalizerConfig:
     """Per-dimension normalisation of rows before diffusion."""
@@ -92,7 +110,6 @@ class NormalizerConfig:
 
     def __post_init__(self) -> None:
         _choice(self, "kind", ("standard", "minmax"))
-
 
 
 @dataclass(frozen=True)
@@ -133,7 +150,6 @@ class TrainerConfig:
         _non_negative(self, "ema_warmup")
 
 
-
 @dataclass(frozen=True)
 class GenerationConfig:
     """Sampling rows from a fitted model."""
@@ -151,9 +167,8 @@ class GenerationConfig:
         _positive(self, "chunk_size")
 
 
-
 @dataclass(frozen=True)
-class SynthERConfig:
+class SynthERConfig(Serialisable):
     """Everything a SynthER model needs: network, diffusion, normaliser, training and sampling."""
 
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
@@ -170,17 +185,6 @@ class SynthERConfig:
     """initial weights, batch draws and training noise"""
     preset: str = "custom"
     """name of the preset this config came from (informational)"""
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SynthERConfig:
-        return config_from_dict(cls, data)
-
-    def replace(self, **changes: Any) -> SynthERConfig:
-        """A copy with fields changed; nested ones as 'trainer.steps' style keys or whole configs."""
-        return with_overrides(self, **changes)
 
 
 def resolve_batch_size(config: TrainerConfig, n_rows: int) -> int:
@@ -218,8 +222,6 @@ def quick() -> SynthERConfig:
 
 
 PRESETS = {"paper_offline": paper_offline, "paper_online": paper_online, "quick": quick}
-
-
 
 
 # -- agents -----------------------------------------------------------------------------------------
@@ -327,7 +329,7 @@ COLLECT_METHODS = ("random", "policy", "sac")
 
 
 @dataclass(frozen=True)
-class OfflineConfig:
+class OfflineConfig(Serialisable):
     """One offline experiment (paper section 4.1). Defaults are the paper's: 5M synthetic rows,
     1M agent updates, the paper_offline diffusion model."""
 
@@ -398,23 +400,12 @@ class OfflineConfig:
             raise ValueError(f"OfflineConfig.synthetic_rows ({self.synthetic_rows}) must be at least "
                              f"batch_size ({self.batch_size}) for a synthetic arm")
 
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> OfflineConfig:
-        return config_from_dict(cls, data)
-
-    def with_overrides(self, **overrides: Any) -> OfflineConfig:
-        """Fields by name; nested ones by dotted keys ('synther.trainer.steps', 'td3_bc.alpha')."""
-        return with_overrides(self, **overrides)
-
 
 ONLINE_ALGOS = ("sac", "redq", "sac-synther")
 
 
 @dataclass(frozen=True)
-class OnlineConfig:
+class OnlineConfig(Serialisable):
     """One online run (paper section 4.2): SAC at UTD 20 on 50/50 real/synthetic batches, with a
     fresh diffusion model fitted on the real replay every retrain_every environment steps."""
 
@@ -480,16 +471,6 @@ class OnlineConfig:
     @property
     def uses_synther(self) -> bool:
         return self.algo == "sac-synther"
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> OnlineConfig:
-        return config_from_dict(cls, data)
-
-    def with_overrides(self, **overrides: Any) -> OnlineConfig:
-        return with_overrides(self, **overrides)
 
 
 def offline_quick() -> OfflineConfig:
