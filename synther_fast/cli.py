@@ -24,6 +24,8 @@ from synther_fast.config import (
     OfflineConfig,
     OnlineConfig,
     SynthERConfig,
+    validated,
+    validation_paused,
 )
 from synther_fast.envs.names import DMC_TASKS, GYM_TASKS
 
@@ -353,6 +355,15 @@ def _commands(argv: list[str]) -> object:
     ]
 
 
+def _validated(command):
+    """Every config inside a parsed command, rebuilt with its checks on."""
+    import dataclasses
+
+    changes = {f.name: validated(getattr(command, f.name)) for f in dataclasses.fields(command)
+               if dataclasses.is_dataclass(getattr(command, f.name))}
+    return dataclasses.replace(command, **changes) if changes else command
+
+
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError,
                                                  IsADirectoryError, PermissionError)
 
@@ -367,9 +378,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"synther-fast {synther_fast.__version__}")
         return 0
     try:
-        command = tyro.cli(_commands(args), args=args, prog="synther-fast",  # type: ignore[call-overload]
-                           description="Fast Synthetic Experience Replay (SynthER) for offline and online RL. "
-                                       f"--version prints the version; --debug shows tracebacks. {ENVS_HELP}.")
+        with validation_paused():  # checked below, so that errors read as one plain line
+            command = tyro.cli(_commands(args), args=args, prog="synther-fast",  # type: ignore[call-overload]
+                               description="Fast Synthetic Experience Replay (SynthER) for offline and online "
+                                           f"RL. --version prints the version; --debug shows tracebacks. {ENVS_HELP}.")
+        command = _validated(command)
         return int(command.run())
     except USER_ERRORS as exc:
         if debug:

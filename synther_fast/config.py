@@ -9,13 +9,16 @@ overridden with dotted keys (:func:`with_overrides`, e.g. ``"synther.trainer.ste
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+_VALIDATION_PAUSED = False
 S = TypeVar("S", bound="Serialisable")
 CONFIG_FORMAT_VERSION = 1
 
@@ -63,6 +66,8 @@ class DenoiserConfig:
     (fp32 accumulation); see synther_fast.precision. The reference backend is always fp32."""
 
     def __post_init__(self) -> None:
+        if _VALIDATION_PAUSED:
+            return
         _positive(self, "width", "depth", "dim_t", "fourier_features")
 
 
@@ -94,6 +99,8 @@ class EDMConfig:
     """scale of the churn noise"""
 
     def __post_init__(self) -> None:
+        if _VALIDATION_PAUSED:
+            return
         _positive(self, "sigma_data", "sigma_min", "sigma_max", "rho", "P_std", "num_steps")
         if self.sigma_min >= self.sigma_max:
             raise ValueError(f"EDMConfig.sigma_min ({self.sigma_min}) must be below sigma_max ({self.sigma_max})")
@@ -109,6 +116,8 @@ class NormalizerConfig:
     """leave the reward column unnormalised (the published online DMC setting)"""
 
     def __post_init__(self) -> None:
+        if _VALIDATION_PAUSED:
+            return
         _choice(self, "kind", ("standard", "minmax"))
 
 
@@ -144,6 +153,8 @@ class TrainerConfig:
     """on CUDA, capture the whole training step (forward, backward, clip, AdamW, EMA) as a graph"""
 
     def __post_init__(self) -> None:
+        if _VALIDATION_PAUSED:
+            return
         _positive(self, "steps", "lr", "ema_every", "checkpoint_every", "log_every", "grad_clip")
         if self.batch_size is not None:
             _positive(self, "batch_size")
@@ -164,6 +175,8 @@ class GenerationConfig:
     """bounds for clip_actions"""
 
     def __post_init__(self) -> None:
+        if _VALIDATION_PAUSED:
+            return
         _positive(self, "chunk_size")
 
 
@@ -297,6 +310,8 @@ class SACConfig:
     """None: the REDQ code's 'mbpo' values (Hopper -1, HalfCheetah -3, Walker2d -3, ...; -|A| elsewhere)"""
 
     def __post_init__(self) -> None:
+        if _VALIDATION_PAUSED:
+            return
         _positive(self, "lr", "batch_size", "utd", "policy_update_delay", "num_critics", "num_min")
         if self.start_steps < 0:
             raise ValueError(f"SACConfig.start_steps must be >= 0, got {self.start_steps}")
@@ -386,6 +401,8 @@ class OfflineConfig(Serialisable):
     published settings); on the command line it picks the defaults of every other option"""
 
     def __post_init__(self) -> None:
+        if _VALIDATION_PAUSED:
+            return
         _choice(self, "algo", OFFLINE_ALGOS)
         _choice(self, "collect_method", COLLECT_METHODS)
         unknown = [a for a in self.arms if a not in ARMS]
@@ -450,6 +467,8 @@ class OnlineConfig(Serialisable):
     'paper': the published settings); on the command line it picks every other option's default"""
 
     def __post_init__(self) -> None:
+        if _VALIDATION_PAUSED:
+            return
         _choice(self, "algo", ONLINE_ALGOS)
         _positive(self, "env_steps", "retrain_every", "num_samples", "synthetic_capacity", "real_capacity",
                   "eval_every", "eval_episodes", "checkpoint_every")
@@ -567,6 +586,23 @@ def with_overrides(config: T, **overrides: Any) -> T:
     for head, changes in nested.items():
         top[head] = with_overrides(top.get(head, getattr(config, head)), **changes)
     return dataclasses.replace(config, **top)  # type: ignore[type-var]
+
+
+@contextlib.contextmanager
+def validation_paused() -> Iterator[None]:
+    """Build configs without their checks (the CLI parser), then :func:`validated` them: tyro
+    would otherwise report a nested config's error in its own truncated box."""
+    global _VALIDATION_PAUSED
+    before, _VALIDATION_PAUSED = _VALIDATION_PAUSED, True
+    try:
+        yield
+    finally:
+        _VALIDATION_PAUSED = before
+
+
+def validated(config: T) -> T:
+    """The same config, rebuilt with every check of every nested part (raises ValueError)."""
+    return config_from_dict(type(config), config_to_dict(config))
 
 
 def config_differences(a: Any, b: Any, prefix: str = "") -> list[str]:

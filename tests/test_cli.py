@@ -1,0 +1,94 @@
+"""The command line as a new user meets it: help, version, one-line errors before any work."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from synther_fast.cli import main
+
+
+def cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(["synther-fast", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_help_shows_defaults_docs_and_the_valid_tasks() -> None:
+    out = cli("offline", "--help").stdout
+    assert "--synther.trainer.steps INT" in out and "(default: 4000)" in out  # the quick preset's
+    assert "optimiser steps of one fit" in out and "--td3-bc.alpha" in out
+    assert "dmc:quadruped-walk" in cli("--help").stdout
+    paper = cli("offline", "--preset", "paper", "--help").stdout
+    assert "(default: 100000)" in paper and "(default: 5000000)" in paper  # paper steps and rows
+    assert "what the demo" not in cli("demo", "--help").stdout and "HalfCheetah" in cli("demo", "--help").stdout
+
+
+def test_version() -> None:
+    import synther_fast
+
+    assert main(["--version"]) == 0
+    assert cli("--version").stdout.strip() == f"synther-fast {synther_fast.__version__}"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["offline", "--dataset", "nope.npz"], "nope.npz does not exist"),
+    (["offline", "--seed", "-1"], "seed must be >= 0"),
+    (["offline", "--synthetic-rows", "100"], "synthetic_rows (100) must be at least batch_size"),
+    (["offline", "--synther.edm.num-steps", "0"], "num_steps must be positive"),
+    (["offline", "--synther.trainer.checkpoint-every", "0"], "checkpoint_every must be positive"),
+    (["offline", "--env", "Nope-v0"], "unknown environment 'Nope-v0'"),
+    (["offline", "--preset", "huge"], "unknown offline preset 'huge'"),
+])
+def test_user_errors_are_one_line_exit_2_before_any_work(tmp_path, args, message) -> None:
+    run_dir = tmp_path / "run"
+    started = time.perf_counter()
+    out = cli(*args, "--run-dir", str(run_dir))
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert not run_dir.exists()  # nothing was created
+    assert time.perf_counter() - started < 60  # refused before any expensive work
+
+
+def test_debug_shows_the_traceback(tmp_path) -> None:
+    out = cli("offline", "--dataset", "nope.npz", "--run-dir", str(tmp_path / "r"), "--debug")
+    assert out.returncode != 0 and "Traceback" in out.stderr
+
+
+def test_fit_and_generate_check_their_outputs_first(tmp_path) -> None:
+    from synther_fast.data import save_dataset
+    from synther_fast.data.collect import rollouts
+
+    save_dataset(rollouts("Hopper-v5", None, 300), tmp_path / "d.npz")
+    tiny = ["--synther.trainer.steps", "10", "--synther.denoiser.width", "16", "--synther.denoiser.depth", "1",
+            "--synther.edm.num-steps", "3"]
+    out = cli("fit", "--dataset", str(tmp_path / "d.npz"), "--out", str(tmp_path / "no" / "m.pt"), *tiny)
+    assert out.returncode == 2 and "directory" in out.stderr and "does not exist" in out.stderr
+    assert cli("fit", "--dataset", str(tmp_path / "d.npz"), "--out", str(tmp_path / "m.pt"), *tiny).returncode == 0
+    again = cli("fit", "--dataset", str(tmp_path / "d.npz"), "--out", str(tmp_path / "m.pt"), *tiny)
+    assert again.returncode == 2 and "--resume" in again.stderr  # never silently replaced
+    bad = cli("generate", "--model", str(tmp_path / "m.pt"), "--rows", "10", "--out", str(tmp_path / "g.parquet"))
+    assert bad.returncode == 2 and "unknown dataset suffix '.parquet'" in bad.stderr
+
+
+def test_mujoco_deprecation_noise_is_gone(tmp_path) -> None:
+    out = cli("collect", "--env", "HalfCheetah-v5", "--steps", "50", "--out", str(tmp_path / "c.npz"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "settotalmass" not in out.stdout + out.stderr
+    with np.load(tmp_path / "c.npz") as f:
+        assert f["observations"].shape == (50, 17)
+
+
+def test_agent_phases_pick_one_thread_on_small_machines(monkeypatch) -> None:
+    import torch
+
+    from synther_fast import runtime
+
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 2)
+    before = torch.get_num_threads()
+    with runtime.torch_threads(0, small_networks=True) as chosen:
+        assert chosen == 1 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with runtime.torch_threads(3) as chosen:
+        assert chosen == 3
