@@ -62,7 +62,9 @@ def kernels(quick: bool):
     """(name, jit function, signature, constexprs, options, precision) for every configuration.
     ``quick``: the first config of each precision for the residual block, and of the default
     precision (tf32) for the two plain layer kinds."""
-    from synther_fast.kernels import edm_step, fused_linear as fl
+    from synther_fast.kernels import edm_step
+    from synther_fast.kernels import fused_linear as fl
+
     from synther_fast.precision import PRECISIONS
 
     gemm = {

@@ -9,7 +9,6 @@ import json
 import sys
 import xml.etree.ElementTree as ET
 
-
 # Ratios at equal precision: what fusion, the graph and the whole fast path add on their own.
 EQUAL_PRECISION = [
     ("fusion alone, tf32", "fused-eager-tf32", "reference-tf32"),

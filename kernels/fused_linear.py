@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 from synther_fast.kernels._triton import check_device, interpreter_enabled, tl, triton
+
 from synther_fast.precision import PRECISIONS, check_precision
 
 __all__ = ["PRECISIONS", "FusedLinearFunction", "fused_linear", "fused_linear_backward", "fused_linear_forward",

@@ -11,11 +11,16 @@ import torch
 
 from synther_fast import TransitionLayout
 from synther_fast.config import (
-    DenoiserConfig, SynthERConfig, TrainerConfig, paper_offline, paper_online, quick,
+    DenoiserConfig,
+    EDMConfig,
+    SynthERConfig,
+    TrainerConfig,
+    paper_offline,
+    paper_online,
+    quick,
     resolve_batch_size,
 )
 from synther_fast.diffusion import DiffusionTrainer, Normalizer, ResidualMLPDenoiser, ema_decay
-from synther_fast.config import EDMConfig
 
 
 def test_denoiser_shapes_and_structure() -> None:

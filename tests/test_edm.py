@@ -10,7 +10,13 @@ import torch
 
 from synther_fast.config import EDMConfig
 from synther_fast.diffusion.edm import (
-    denoise, edm_loss, heun_sample, heun_schedule, loss_weight, preconditioning, sigma_steps,
+    denoise,
+    edm_loss,
+    heun_sample,
+    heun_schedule,
+    loss_weight,
+    preconditioning,
+    sigma_steps,
 )
 
 PAPER = EDMConfig()

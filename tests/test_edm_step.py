@@ -14,11 +14,12 @@ import torch
 
 pytest.importorskip("triton", reason="the fused kernels need triton")
 
+from synther_fast.kernels import edm_step  # noqa: E402
+
 from synther_fast.config import DenoiserConfig, EDMConfig  # noqa: E402
 from synther_fast.diffusion import ResidualMLPDenoiser, heun_sample, heun_schedule  # noqa: E402
 from synther_fast.diffusion.edm import denoise  # noqa: E402
 from synther_fast.diffusion.fused_sampler import FusedHeunSampler  # noqa: E402
-from synther_fast.kernels import edm_step  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -15,7 +15,11 @@ import torch
 triton = pytest.importorskip("triton", reason="the fused kernels need triton")
 
 from synther_fast.kernels.fused_linear import (  # noqa: E402
-    FusedLinearFunction, fused_linear, fused_linear_forward, fused_linear_reference, residual_block,
+    FusedLinearFunction,
+    fused_linear,
+    fused_linear_forward,
+    fused_linear_reference,
+    residual_block,
     residual_block_reference,
 )
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from diffusion_fixtures import LAYOUT, passes, quality, transitions
 
 from synther_fast import SynthER, quick
 from synther_fast.config import DenoiserConfig, EDMConfig, TrainerConfig
 from synther_fast.diffusion import DiffusionTrainer, ResidualMLPDenoiser
-
-from diffusion_fixtures import LAYOUT, passes, quality, transitions
 
 pytestmark = pytest.mark.gpu
 

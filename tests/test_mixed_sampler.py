@@ -7,11 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from replay_helpers import numbered_rows
 
 from synther_fast import Batch, MixedSampler, ReplayBuffer, TransitionLayout
 from synther_fast.replay.reference import NumpyMixedSampler, NumpyReplayBuffer
-
-from replay_helpers import numbered_rows
 
 LAYOUT = TransitionLayout(obs_dim=3, act_dim=2, has_terminal=True)
 NO_TERMINAL = TransitionLayout(obs_dim=3, act_dim=2, has_terminal=False)

@@ -13,7 +13,11 @@ import torch
 from synther_fast.config import DenoiserConfig
 from synther_fast.diffusion import ResidualMLPDenoiser
 from synther_fast.precision import (
-    PRECISIONS, emulated_mm, fused_linear_emulated, residual_block_emulated, round_to_tf32,
+    PRECISIONS,
+    emulated_mm,
+    fused_linear_emulated,
+    residual_block_emulated,
+    round_to_tf32,
 )
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from replay_helpers import numbered_rows, random_rows
 
 from synther_fast import ReplayBuffer, TransitionLayout
 from synther_fast.replay.reference import NumpyReplayBuffer
-
-from replay_helpers import numbered_rows, random_rows
 
 LAYOUT = TransitionLayout(obs_dim=3, act_dim=2, has_terminal=True)
 IMPLS = [ReplayBuffer, NumpyReplayBuffer]

@@ -5,10 +5,9 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+from replay_helpers import numbered_rows
 
 from synther_fast import MixedSampler, ReplayBuffer, TransitionLayout
-
-from replay_helpers import numbered_rows
 
 LAYOUT = TransitionLayout(obs_dim=17, act_dim=6, has_terminal=True)  # 41 columns: odd width
 

@@ -7,11 +7,10 @@ import struct
 
 import numpy as np
 import pytest
+from replay_helpers import numbered_rows, random_rows
 
 from synther_fast import ReplayBuffer, ReplayFileError, TransitionLayout
 from synther_fast.replay.reference import NumpyReplayBuffer
-
-from replay_helpers import numbered_rows, random_rows
 
 LAYOUT = TransitionLayout(obs_dim=4, act_dim=2, has_terminal=False)
 IMPLS = [ReplayBuffer, NumpyReplayBuffer]

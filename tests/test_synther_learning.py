@@ -12,14 +12,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from diffusion_fixtures import (
+    LAYOUT,
+    dynamics_residual,
+    nearest_distance,
+    passes,
+    quality,
+    transitions,
+)
 
 from synther_fast import SynthER, quick
 from synther_fast.diffusion import synther as synther_module
 from synther_fast.diffusion.edm import heun_sample
-
-from diffusion_fixtures import (
-    LAYOUT, dynamics_residual, nearest_distance, passes, quality, transitions,
-)
 
 CONFIG = quick().replace(**{"trainer.steps": 3000, "edm.num_steps": 128})
 
