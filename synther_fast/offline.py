@@ -75,10 +75,11 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
             from synther_fast.analysis import marginal_fidelity
 
             fidelity = marginal_fidelity(real_rows, synthetic_rows, layout)
+        data = OfflineData(dataset, layout, real_rows, synthetic_rows)
         arms: dict[str, Any] = {}
         for arm in config.arms:
             with torch_threads(config.threads, small_networks=True), run.phase(f"agent_{arm}"):
-                arms[arm] = _agent_phase(run, arm, dataset, real_rows, synthetic_rows, layout, device, progress)
+                arms[arm] = _agent_phase(run, arm, data, device, progress)
     finally:
         run.close()
     summary = {
@@ -213,11 +214,22 @@ def make_agent(config: OfflineConfig, dataset, device: torch.device):
     return IQL(dataset.obs_dim, dataset.act_dim, iql, mean, std, device, config.fast, config.seed)
 
 
-def _agent_phase(run: Run, arm: str, dataset, real_rows, synthetic_rows, layout, device, progress: bool):
+@dataclass
+class OfflineData:
+    """What the agent phases learn from: the real dataset, its rows, and the synthetic rows."""
+
+    dataset: Any
+    layout: Any
+    real_rows: np.ndarray
+    synthetic_rows: np.ndarray | None
+
+
+def _agent_phase(run: Run, arm: str, data: OfflineData, device, progress: bool):
     from synther_fast.evaluation import evaluate, normalized_score
     from synther_fast.replay import MixedSampler, Prefetcher, ReplayBuffer
 
     config: OfflineConfig = run.config
+    dataset, layout = data.dataset, data.layout
     phase = f"agent_{arm}"
     if run.done(phase):
         return run.result(phase)
@@ -238,8 +250,8 @@ def _agent_phase(run: Run, arm: str, dataset, real_rows, synthetic_rows, layout,
             buffer.add(scaled)
         return buffer
 
-    real = buffer_of(real_rows) if ratio < 1 else None
-    synthetic = buffer_of(synthetic_rows) if ratio > 0 else None
+    real = buffer_of(data.real_rows) if ratio < 1 else None
+    synthetic = buffer_of(data.synthetic_rows) if ratio > 0 else None
     sampler = MixedSampler(real, synthetic, ratio, config.batch_size, seed=config.seed)
     agent = make_agent(config, dataset, device)
     name = f"{phase}.ckpt"
