@@ -48,7 +48,9 @@ def test_extension_does_not_link_libtorch() -> None:
     if not sys.platform.startswith("linux"):
         pytest.skip("ldd check is Linux-only")
     out = subprocess.run(["ldd", _replay.__file__], capture_output=True, text=True, check=True).stdout
-    assert "torch" not in out and "c10" not in out
+    # library names only: load addresses are random hex and may spell "c10" (0x...c10...)
+    names = [line.split()[0] for line in out.splitlines() if line.strip()]
+    assert names and not any("torch" in n or n.startswith("libc10") for n in names), names
 
 
 def _stub_members() -> dict[str, set[str]]:
