@@ -205,7 +205,7 @@ class Fit:
     def run(self) -> int:
         from synther_fast.data import load_dataset
         from synther_fast.diffusion import SynthER
-        from synther_fast.online import resolve_device
+        from synther_fast.runtime import resolve_device
 
         out, ckpt = Path(self.out), Path(self.out + ".ckpt")
         _check_parent(out)
@@ -238,7 +238,7 @@ class Generate:
         from synther_fast.data import Dataset, save_dataset
         from synther_fast.data.dataset import check_output_path
         from synther_fast.diffusion import SynthER
-        from synther_fast.online import resolve_device
+        from synther_fast.runtime import resolve_device
 
         if self.rows <= 0:
             raise ValueError(f"--rows must be positive, got {self.rows}")

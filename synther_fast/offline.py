@@ -46,8 +46,7 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
     its dimensions, the device.
     """
     from synther_fast.envs import env_spec
-    from synther_fast.online import resolve_device
-    from synther_fast.runtime import torch_threads
+    from synther_fast.runtime import resolve_device, torch_threads
 
     device = resolve_device(config.device)
     spec = env_spec(config.env)

@@ -49,15 +49,6 @@ class OnlineResult:
         return self.summary["final_return_mean"]
 
 
-def resolve_device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for, but torch sees no CUDA device here")
-    return device
-
-
 def synther_config_for(config: OnlineConfig, suite: str):
     """The refit's diffusion settings: DMC rewards stay unnormalised (the published choice)."""
     synther = config.synther
@@ -155,8 +146,7 @@ class OnlineLoop:
     def _load_refill(self, k: int) -> None:
         _, rows_file = self._refill_files(k)
         self.synthetic.restore(rows_file)
-        self.sampler = MixedSampler(self.real, self.synthetic, self.sampler.ratio, self.sampler.batch_size,
-                                    seed=self.config.seed)
+        self._rebind_sampler()
 
     def refit(self) -> dict[str, Any]:
         """A fresh diffusion model on the whole real replay; its rows replace the synthetic ones."""
@@ -202,23 +192,25 @@ class OnlineLoop:
         words = [self.config.seed, k, {"fit": 1, "generate": 2}[purpose]]
         return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0] >> 2)
 
-    def _apply_refill(self, info: dict[str, Any], rows) -> None:
-        """Swap the new synthetic rows in (the sampler keeps its random stream)."""
-        from synther_fast.analysis import marginal_fidelity
-
-        self.seconds["fit"] += info.get("fit_seconds", 0.0)
-        self.seconds["generate"] += info.get("generate_seconds", 0.0)
+    def _rebind_sampler(self) -> None:
+        """A sampler over the current buffers that continues the old one's random stream."""
         state = self.sampler.state_dict()
-        self.synthetic = rows
         self.sampler = MixedSampler(self.real, self.synthetic, self.sampler.ratio, self.sampler.batch_size,
                                     seed=self.config.seed)
         self.sampler.load_state_dict(state)
-        real_rows = self.real.to_numpy()
-        fidelity = marginal_fidelity(real_rows, self.synthetic.to_numpy(), self.layout, max_rows=20_000)
-        from synther_fast.analysis import novelty
 
-        # The analysis module's measures on each refill (subsampled: a few hundred ms on a CPU).
-        near = novelty(real_rows, self.synthetic.to_numpy(), max_rows=2000, seed=len(self.refits))
+    def _apply_refill(self, info: dict[str, Any], rows) -> None:
+        """Swap the new synthetic rows in and record the analysis module's measures of them
+        (subsampled: a few hundred ms on a CPU)."""
+        from synther_fast.analysis import marginal_fidelity, novelty
+
+        self.seconds["fit"] += info.get("fit_seconds", 0.0)
+        self.seconds["generate"] += info.get("generate_seconds", 0.0)
+        self.synthetic = rows
+        self._rebind_sampler()
+        real_rows, synthetic_rows = self.real.to_numpy(), self.synthetic.to_numpy()
+        fidelity = marginal_fidelity(real_rows, synthetic_rows, self.layout, max_rows=20_000)
+        near = novelty(real_rows, synthetic_rows, max_rows=2000, seed=len(self.refits))
         info |= {"mean_ks": fidelity["mean_ks"], "max_ks": fidelity["max_ks"],
                  "mean_w1_in_std": fidelity["mean_w1_in_std"], "corr_error": fidelity["corr_error"],
                  "mean_gap_in_std": fidelity["mean_gap_in_std"], "novelty_mean": near["mean"],
@@ -227,10 +219,8 @@ class OnlineLoop:
         self.run.logger().log("refit", self.t, {k: v for k, v in info.items() if isinstance(v, (int, float))})
 
     def _start_async_refit(self) -> None:
-        k = len(self.refits) + (1 if self._pending is not None else 0)
-        if self._pending is not None:  # the previous one is still running: let it finish first
-            self._finish_async_refit(wait=True)
-            k = len(self.refits)
+        self._finish_async_refit(wait=True)  # a previous one still running finishes first
+        k = len(self.refits)
         real_rows, env_step = self.real.to_numpy(), self.t
         box: dict[str, Any] = {}
 
@@ -344,7 +334,7 @@ def run_online(config: OnlineConfig, run_dir: str | Path, *, resume: bool = Fals
                wandb: bool = False) -> OnlineResult:
     """Run (or resume) one online run in ``run_dir``; returns its summary."""
     from synther_fast.envs import env_spec
-    from synther_fast.runtime import torch_threads
+    from synther_fast.runtime import resolve_device, torch_threads
 
     device = resolve_device(config.device)  # every input is checked before the run directory exists
     env_spec(config.env)
@@ -360,14 +350,12 @@ def run_online(config: OnlineConfig, run_dir: str | Path, *, resume: bool = Fals
             loop = OnlineLoop(config, run, device, progress)
             loop.restore()
             loop.run_loop()
-        summary = summarize(loop)
+        summary = summarize(loop) | {"seconds_total": run.timings.get("online")}  # over every process
         write_json(run.file("summary.json"), summary)
         plot_learning_curve(loop.evaluations, run.file("learning_curve.png"), f"{config.algo} on {config.env}")
         run.mark_done("online", {"env_steps": loop.t, "final_return_mean": summary["final_return_mean"]})
     finally:
         run.close()
-    summary["seconds_total"] = run.timings.get("online")
-    write_json(run.file("summary.json"), summary)
     return OnlineResult(run.path, summary)
 
 
@@ -386,22 +374,11 @@ def summarize(loop: OnlineLoop) -> dict[str, Any]:
 
 
 def plot_learning_curve(evaluations: list[dict[str, Any]], path: Path, title: str) -> Path | None:
-    """Return against environment steps as a PNG (skipped, returning None, without matplotlib)."""
-    try:
-        import matplotlib
+    """Return against environment steps as a PNG (the analysis module's plot; None without matplotlib)."""
+    from synther_fast.analysis.plots import plot_learning_curves
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    points = [(e["env_step"], e["return_mean"]) for e in evaluations]
+    try:
+        return plot_learning_curves({title: points}, path, xlabel="environment steps", title=title)
+    except ImportError:  # the GPU check machines have no matplotlib
         return None
-    steps = [e["env_step"] for e in evaluations]
-    mean = np.array([e["return_mean"] for e in evaluations])
-    std = np.array([e["return_std"] for e in evaluations])
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(steps, mean)
-    ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
-    ax.set(xlabel="environment steps", ylabel="evaluation return", title=title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

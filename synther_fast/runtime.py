@@ -1,4 +1,5 @@
-"""Torch's CPU thread count, chosen for the work at hand.
+"""Where and on how many threads torch runs: the run's device, and the CPU thread count chosen for
+the work at hand.
 
 Measured on a 2-core machine (issue 13): the offline agents' 2x256 networks ran ~200 updates/s
 with torch's default 2 threads on an idle machine, but fell to 49/s when another process kept one
@@ -14,6 +15,17 @@ import os
 from collections.abc import Iterator
 
 import torch
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """The device a run asked for (None: cuda if available, else cpu); a CUDA device that torch
+    cannot see is refused here, before any work."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for, but torch sees no CUDA device here")
+    return device
 
 
 def default_threads(small_networks: bool) -> int:

@@ -100,16 +100,19 @@ def plot_dynamics_vs_novelty(series: Mapping[str, tuple[np.ndarray, np.ndarray]]
     return path
 
 
-def plot_learning_curves(curves: Mapping[str, Sequence[tuple[float, float]]], path: Path) -> Path:
-    """Evaluation return against training step, one line per arm."""
+def plot_learning_curves(curves: Mapping[str, Sequence[tuple[float, float]]], path: Path, *,
+                         xlabel: str = "update step", title: str | None = None) -> Path:
+    """Evaluation return against training (or environment) step, one line per arm or run."""
     fig = _figure(6, 3.5)
     ax = fig.subplots()
     for arm, points in curves.items():
         if len(points):
             steps, returns = zip(*points)
             ax.plot(steps, returns, marker="o", ms=3, label=arm)
-    ax.set_xlabel("update step")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("evaluation return")
+    if title:
+        ax.set_title(title)
     ax.legend()
     fig.savefig(path)
     return path

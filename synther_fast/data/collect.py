@@ -69,8 +69,9 @@ def sac_replay(env_name: str, steps: int, seed: int = 0, device: str = "cpu",
     import tempfile
 
     from synther_fast.config import OnlineConfig, sac_utd1
-    from synther_fast.online import OnlineLoop, resolve_device
+    from synther_fast.online import OnlineLoop
     from synther_fast.runs import Run
+    from synther_fast.runtime import resolve_device
 
     if steps <= 0:
         raise ValueError(f"steps must be positive, got {steps}")

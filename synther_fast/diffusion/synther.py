@@ -33,7 +33,9 @@ class ModelFileError(ValueError):
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from synther_fast.runtime import resolve_device
+
+    return resolve_device(None)
 
 
 def validate_rows(rows: Any, layout: TransitionLayout) -> np.ndarray:
