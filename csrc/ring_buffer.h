@@ -19,7 +19,9 @@
 // Writer of row g:
 //   W1. CAS the stamp from an even value older than 2g+2 to 2g+1 (acquire). This serialises writers
 //       that meet in one slot (one lapping another). If the stamp says a newer row already landed
-//       there, row g is stale and is skipped.
+//       there, row g is stale and is skipped; the acquire then makes that newer row's words
+//       happen-before this writer's `publish`, so publishing past a skipped row still releases a
+//       written slot (without it a reader can find a slot below size() with stamp 0).
 //   W2. atomic_thread_fence(release).
 //   W3. Store the row's words with relaxed atomic stores.
 //   W4. Store the stamp 2g+2 (release).
@@ -32,9 +34,19 @@
 // then W's release fence (W2) synchronises with our acquire fence (R3), so W's CAS (W1, sequenced
 // before W2) happens-before R4, which by coherence reads W's odd stamp or a later one: not `before`.
 // Conversely R1 synchronises with the W4 that wrote `before`, so no word older than that row can be
-// read. Every shared word is accessed atomically, so there is no data race in the C++ memory model
-// (tests/test_replay_tsan.py runs a stress program under ThreadSanitizer). On x86 all of these are
-// plain moves; words move as 64-bit loads and stores.
+// read. Every shared word is accessed atomically, so there is no data race in the C++ memory model.
+// On x86 all of these are plain moves; words move as 64-bit loads and stores.
+//
+// How this is checked: every operation goes through csrc/atomics.h and carries its label above.
+// tests/test_replay_model.py builds the ring with -DSYNTHER_MODEL_CHECK under a C11 memory-model
+// checker (csrc/model_check/c11_model.h: random interleavings, loads returning any value coherence
+// and happens-before allow, vector clocks for release/acquire, fences and release sequences) and
+// requires: no torn or unwritten row as written, and a failure when any of W1, W2, W4, R1, R3 or
+// publish is weakened to relaxed (a fence: removed). ThreadSanitizer (tests/test_replay_tsan.py)
+// checks the same code under real threads but does not model fences, so it cannot tell whether
+// W2/R3 are right; x86 would not show it either. The acquire in size() is not needed by read_row
+// (R3 also synchronises with the publishing CAS the size() load read); the checker agrees, and it
+// stays as size()'s contract.
 //
 // Publication: writers reserve a range of row numbers with one fetch_add, write it, then advance
 // `published_` from the range start to its end, waiting for earlier ranges to be published first.
@@ -43,7 +55,6 @@
 #pragma once
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -51,7 +62,8 @@
 #include <memory>
 #include <new>
 #include <stdexcept>
-#include <thread>
+
+#include "atomics.h"
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -61,17 +73,6 @@ namespace synther {
 
 constexpr std::size_t kRowAlignment = 64;  // one cache line
 constexpr std::size_t kHugePage = std::size_t{2} << 20;
-
-inline void cpu_relax(unsigned& spins) {
-  if (++spins < 64) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-  } else {
-    spins = 0;
-    std::this_thread::yield();  // on 2 cores the thread we wait for may be descheduled
-  }
-}
 
 class RingBuffer {
  public:
@@ -112,21 +113,21 @@ class RingBuffer {
 
   // Rows ever added and published (rows still being written are not counted yet).
   uint64_t total_added() const {
-    return published_.load(std::memory_order_acquire) +
-           added_before_reset_.load(std::memory_order_relaxed);
+    return atom::load<atom::kAcquire>(&published_, "size") +
+           atom::load<atom::kRelaxed>(&added_before_reset_, "size");
   }
 
   // Number of slots that hold a whole row.
   int64_t size() const {
-    return static_cast<int64_t>(std::min<uint64_t>(published_.load(std::memory_order_acquire),
-                                                   static_cast<uint64_t>(capacity_)));
+    return static_cast<int64_t>(std::min<uint64_t>(
+        atom::load<atom::kAcquire>(&published_, "size"), static_cast<uint64_t>(capacity_)));
   }
 
   // Append n rows (row-major, `width` floats each). Safe to call from several threads at once.
   void add(const float* rows, int64_t n) {
     if (n <= 0) return;
     const uint64_t count = static_cast<uint64_t>(n);
-    const uint64_t first = reserved_.fetch_add(count, std::memory_order_relaxed);
+    const uint64_t first = atom::fetch_add<atom::kRelaxed>(&reserved_, count, "reserve");
     const uint64_t end = first + count;
     // Of one batch larger than the ring only its newest `capacity` rows can survive it.
     const uint64_t cap = static_cast<uint64_t>(capacity_);
@@ -137,10 +138,10 @@ class RingBuffer {
     // Publish in reservation order so that [0, published_) has no holes.
     unsigned spins = 0;
     uint64_t expected = first;
-    while (!published_.compare_exchange_weak(expected, end, std::memory_order_release,
-                                             std::memory_order_relaxed)) {
+    while (!atom::compare_exchange<atom::kRelease, atom::kRelaxed>(&published_, &expected, end,
+                                                                 "publish")) {
       expected = first;
-      cpu_relax(spins);
+      atom::spin_hint(spins);
     }
   }
 
@@ -151,23 +152,23 @@ class RingBuffer {
     const int64_t n_pairs = width_ / 2;
     unsigned spins = 0;
     for (;;) {
-      const uint64_t before = __atomic_load_n(stamp, __ATOMIC_ACQUIRE);
+      const uint64_t before = atom::load<atom::kAcquire>(stamp, "R1");
       if (before & 1u) {
-        cpu_relax(spins);
+        atom::spin_hint(spins);
         continue;
       }
       for (int64_t k = 0; k < n_pairs; ++k) {
-        const uint64_t bits = __atomic_load_n(pairs + k, __ATOMIC_RELAXED);
+        const uint64_t bits = atom::load<atom::kRelaxed>(pairs + k, "R2");
         std::memcpy(out + 2 * k, &bits, sizeof bits);
       }
       if (width_ & 1) {
         const uint32_t* last = reinterpret_cast<const uint32_t*>(pairs + n_pairs);
-        const uint32_t bits = __atomic_load_n(last, __ATOMIC_RELAXED);
+        const uint32_t bits = atom::load<atom::kRelaxed>(last, "R2");
         std::memcpy(out + width_ - 1, &bits, sizeof bits);
       }
-      std::atomic_thread_fence(std::memory_order_acquire);
-      if (__atomic_load_n(stamp, __ATOMIC_RELAXED) == before) return;
-      cpu_relax(spins);
+      atom::fence<atom::kAcquire>("R3");
+      if (atom::load<atom::kRelaxed>(stamp, "R4") == before) return;
+      atom::spin_hint(spins);
     }
   }
 
@@ -190,7 +191,7 @@ class RingBuffer {
 
   // Rows in the order they were added, oldest first: the newest min(n, size()) of them.
   void export_rows(float* out, int64_t n) const {
-    const uint64_t published = published_.load(std::memory_order_acquire);
+    const uint64_t published = atom::load<atom::kAcquire>(&published_, "size");
     const uint64_t cap = static_cast<uint64_t>(capacity_);
     const uint64_t held = std::min<uint64_t>(published, cap);
     const uint64_t start = published > cap ? published % cap : 0;
@@ -216,11 +217,11 @@ class RingBuffer {
       if (g < count) {
         std::memcpy(stamp + 1, rows + g * static_cast<uint64_t>(width_), sizeof(float) * width_);
       }
-      __atomic_store_n(stamp, g < count ? 2 * g + 2 : 0, __ATOMIC_RELAXED);
+      atom::store<atom::kRelaxed>(stamp, g < count ? 2 * g + 2 : uint64_t{0}, "reset");
     }
-    added_before_reset_.store(total_added - count, std::memory_order_relaxed);
-    reserved_.store(count, std::memory_order_relaxed);
-    published_.store(count, std::memory_order_release);
+    atom::store<atom::kRelaxed>(&added_before_reset_, total_added - count, "reset");
+    atom::store<atom::kRelaxed>(&reserved_, count, "reset");
+    atom::store<atom::kRelease>(&published_, count, "reset");
   }
 
   // Raw storage (for zero-copy strided views; not synchronised with writers): slot s's row starts
@@ -244,43 +245,43 @@ class RingBuffer {
     uint64_t* stamp = stamp_of(slot);
     const uint64_t writing = 2 * g + 1;
     const uint64_t written = 2 * g + 2;
-    uint64_t current = __atomic_load_n(stamp, __ATOMIC_ACQUIRE);
+    uint64_t current = atom::load<atom::kAcquire>(stamp, "W1");
     unsigned spins = 0;
     for (;;) {  // W1
       if (current & 1u) {  // another writer is inside this slot
-        cpu_relax(spins);
-        current = __atomic_load_n(stamp, __ATOMIC_ACQUIRE);
+        atom::spin_hint(spins);
+        current = atom::load<atom::kAcquire>(stamp, "W1");
         continue;
       }
       if (current > written) return;  // a newer row already landed here: ours is stale
-      if (__atomic_compare_exchange_n(stamp, &current, writing, true, __ATOMIC_ACQUIRE,
-                                      __ATOMIC_ACQUIRE)) {
+      if (atom::compare_exchange<atom::kAcquire, atom::kAcquire>(stamp, &current, writing, "W1")) {
         break;
       }
     }
-    std::atomic_thread_fence(std::memory_order_release);  // W2
+    atom::fence<atom::kRelease>("W2");
     uint64_t* pairs = stamp + 1;
     const int64_t n_pairs = width_ / 2;
     for (int64_t k = 0; k < n_pairs; ++k) {  // W3
       uint64_t bits;
       std::memcpy(&bits, src + 2 * k, sizeof bits);
-      __atomic_store_n(pairs + k, bits, __ATOMIC_RELAXED);
+      atom::store<atom::kRelaxed>(pairs + k, bits, "W3");
     }
     if (width_ & 1) {
       uint32_t bits;
       std::memcpy(&bits, src + width_ - 1, sizeof bits);
-      __atomic_store_n(reinterpret_cast<uint32_t*>(pairs + n_pairs), bits, __ATOMIC_RELAXED);
+      atom::store<atom::kRelaxed>(reinterpret_cast<uint32_t*>(pairs + n_pairs), bits, "W3");
     }
-    __atomic_store_n(stamp, written, __ATOMIC_RELEASE);  // W4
+    atom::store<atom::kRelease>(stamp, written, "W4");
   }
 
   const int64_t capacity_;
   const int64_t width_;
   const int64_t stride_words_;
   uint32_t* words_ = nullptr;
-  alignas(64) std::atomic<uint64_t> reserved_{0};
-  alignas(64) std::atomic<uint64_t> published_{0};
-  std::atomic<uint64_t> added_before_reset_{0};  // rows counted in total_added but not in the ring
+  // Shared counters, accessed only through atom:: (atomics.h).
+  alignas(64) uint64_t reserved_ = 0;
+  alignas(64) uint64_t published_ = 0;
+  uint64_t added_before_reset_ = 0;  // rows counted in total_added but not in the ring
 };
 
 }  // namespace synther
