@@ -21,6 +21,8 @@ _LAZY = {
     "SynthER": "synther_fast.diffusion",
     "ModelFileError": "synther_fast.diffusion",
     "train": "synther_fast.api",
+    "sweep": "synther_fast.sweeps",
+    "SweepSpec": "synther_fast.sweeps",
     "OfflineConfig": "synther_fast.config",
     "OnlineConfig": "synther_fast.config",
 }
@@ -40,6 +42,8 @@ __all__ = [
     "OfflineConfig",
     "OnlineConfig",
     "train",
+    "sweep",
+    "SweepSpec",
     "SynthER",
     "SynthERConfig",
     "paper_offline",

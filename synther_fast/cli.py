@@ -187,7 +187,10 @@ class Collect:
 
 @dataclass
 class Fit:
-    """Fit a SynthER diffusion model to a dataset and save it (checkpoints beside it: OUT.ckpt)."""
+    """Fit a SynthER diffusion model to a dataset and save it (checkpoints beside it: OUT.ckpt).
+
+    Under torchrun (``torchrun --nproc-per-node N -m synther_fast fit ...``) the fit is
+    data-parallel over N processes (one GPU each, or gloo on CPUs) with the same global batch."""
 
     dataset: str
     """.npz, D4RL .hdf5 or Minari folder"""
@@ -205,26 +208,35 @@ class Fit:
     def run(self) -> int:
         from synther_fast.data import load_dataset
         from synther_fast.diffusion import SynthER
-        from synther_fast.runtime import resolve_device
+        from synther_fast.distributed import barrier, is_main_process, process_group, rank_and_world
 
         out, ckpt = Path(self.out), Path(self.out + ".ckpt")
         _check_parent(out)
         if not self.resume and (out.exists() or ckpt.exists()):
             raise FileExistsError(f"{out if out.exists() else ckpt} exists; pass --resume to continue that fit, "
                                   f"or choose another --out (nothing was changed)")
-        device = resolve_device(self.device)
         dataset = load_dataset(self.dataset)
         layout = dataset.layout(has_terminal=not self.no_terminal)
-        model = SynthER(layout, self.synther, device)
-        model.fit(dataset.to_rows(layout), checkpoint=ckpt, resume=ckpt if self.resume and ckpt.exists() else None)
-        model.save(out)
-        print(f"fitted {model.trained_steps} steps (final loss {model.history[-1]['loss']:.4f}); model written to {out}")
+        with process_group(self.device) as device:
+            resume = ckpt if self.resume and ckpt.exists() else None
+            barrier()  # every rank has checked the files before rank 0 writes any
+            model = SynthER(layout, self.synther, device)
+            model.fit(dataset.to_rows(layout), checkpoint=ckpt, resume=resume)
+            if is_main_process():
+                model.save(out)
+                world = rank_and_world()[1]
+                print(f"fitted {model.trained_steps} steps (final loss {model.history[-1]['loss']:.4f})"
+                      + (f" on {world} processes" if world > 1 else "") + f"; model written to {out}")
+            barrier()
         return 0
 
 
 @dataclass
 class Generate:
-    """Sample N synthetic transitions from a saved SynthER model into a dataset file."""
+    """Sample N synthetic transitions from a saved SynthER model into a dataset file.
+
+    Under torchrun each process draws its own block of chunks (chunk k from a stream derived from
+    (seed, k)); rank 0 gathers them into OUT: the same rows, in the same order, as one process."""
 
     model: str
     """a model file written by fit (or a run's synther.pt)"""
@@ -235,19 +247,49 @@ class Generate:
     device: str | None = None
 
     def run(self) -> int:
-        from synther_fast.data import Dataset, save_dataset
         from synther_fast.data.dataset import check_output_path
         from synther_fast.diffusion import SynthER
-        from synther_fast.runtime import resolve_device
+        from synther_fast.distributed import generate_sharded, is_main_process, process_group, rank_and_world
 
         if self.rows <= 0:
             raise ValueError(f"--rows must be positive, got {self.rows}")
         check_output_path(self.out)
-        model = SynthER.load(self.model, map_location=resolve_device(self.device))
-        rows = model.generate(self.rows, seed=self.seed)
-        save_dataset(Dataset.from_rows(rows, model.layout), self.out)
-        print(f"wrote {len(rows):,} synthetic transitions to {self.out}")
+        with process_group(self.device) as device:
+            model = SynthER.load(self.model, map_location=device)
+            written = generate_sharded(model, self.rows, self.seed, self.out)
+            if is_main_process():
+                world = rank_and_world()[1]
+                print(f"wrote {written:,} synthetic transitions to {self.out}"
+                      + (f" (drawn by {world} processes)" if world > 1 else ""))
         return 0
+
+
+@dataclass
+class Sweep:
+    """Run a grid of offline or online runs (tasks x algorithms x seeds x overrides) as Ray tasks
+    and write one table (mean ± std over seeds, D4RL-normalised where defined) as markdown, CSV and
+    PNG. Finished cells are read, interrupted ones resume, failed ones are reported. Needs Ray:
+    pip install "synther_fast[distributed]". The spec file (TOML or YAML) holds mode, preset,
+    tasks, algos, seeds, [overrides], [grid], root, cpus_per_cell, gpus_per_cell (see README)."""
+
+    spec: Annotated[str, tyro.conf.Positional]
+    """the sweep spec file (.toml, .yaml)"""
+    address: str | None = None
+    """an existing Ray cluster ('auto' or HOST:PORT); default: start Ray on this machine"""
+    root: str | None = None
+    """where run directories and tables go (default: the spec's root)"""
+    cpus_per_cell: float | None = None
+    gpus_per_cell: float | None = None
+
+    def run(self) -> int:
+        from synther_fast.sweeps import sweep
+
+        changes = {k: v for k, v in (("root", self.root), ("cpus_per_cell", self.cpus_per_cell),
+                                     ("gpus_per_cell", self.gpus_per_cell)) if v is not None}
+        result = sweep(self.spec, address=self.address, **changes)
+        print("\n" + result.markdown())
+        print("written: " + ", ".join(str(p) for p in result.files.values()))
+        return 1 if result.failed else 0
 
 
 @dataclass
@@ -350,6 +392,7 @@ def _commands(argv: list[str]) -> object:
                                               synther=PRESETS[fit_preset](), preset=fit_preset))],  # type: ignore[arg-type]
         Annotated[Generate, sub("generate")],
         Annotated[Report, sub("report")],
+        Annotated[Sweep, sub("sweep")],
         Annotated[Info, sub("info", default=Info())],
         Annotated[ReplayDemo, sub("replay-demo", default=ReplayDemo())],
     ]
@@ -365,7 +408,7 @@ def _validated(command):
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError,
-                                                 IsADirectoryError, PermissionError)
+                                                 IsADirectoryError, PermissionError, ModuleNotFoundError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,3 +25,11 @@ def seeded(seed: int) -> Iterator[None]:
 def fresh_seed() -> int:
     """A seed from the operating system's entropy (for calls made without one)."""
     return int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def derived_seed(seed: int, *stream: int) -> int:
+    """A seed for sub-stream ``stream`` of ``seed`` (numpy's SeedSequence hashing): independent
+    streams that any process can compute alone, e.g. one per generation chunk, so a sharded run
+    draws exactly the rows a single process would."""
+    state = np.random.SeedSequence([int(seed), *map(int, stream)]).generate_state(1, dtype=np.uint64)[0]
+    return int(state >> 1)

@@ -116,3 +116,26 @@ def plot_learning_curves(curves: Mapping[str, Sequence[tuple[float, float]]], pa
     ax.legend()
     fig.savefig(path)
     return path
+
+
+def plot_grouped_bars(groups: Mapping[str, Mapping[str, tuple[float, float]]], path: Path, *,
+                      ylabel: str, title: str | None = None) -> Path:
+    """One cluster of bars per group (a task), one bar per series (an algorithm), with +-std
+    error bars: ``groups[task][series] = (mean, std)``."""
+    series = list(dict.fromkeys(s for bars in groups.values() for s in bars))
+    fig = _figure(max(4.0, 1.2 + 0.5 * len(groups) * max(len(series), 1)), 3.5)
+    ax = fig.subplots()
+    width = 0.8 / max(len(series), 1)
+    x = np.arange(len(groups))
+    for k, name in enumerate(series):
+        values = [groups[g].get(name, (np.nan, np.nan)) for g in groups]
+        means, stds = zip(*values) if values else ((), ())
+        ax.bar(x + (k - (len(series) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=name)
+    ax.set_xticks(x, list(groups))
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if series:
+        ax.legend(fontsize="small")
+    fig.savefig(path)
+    return path

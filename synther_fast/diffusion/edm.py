@@ -45,10 +45,17 @@ def training_sigmas(n: int, config: EDMConfig, generator: torch.Generator | None
 
 
 def edm_loss(network: torch.nn.Module, x: torch.Tensor, config: EDMConfig,
-             generator: torch.Generator | None = None) -> torch.Tensor:
-    """Mean over rows and columns of lambda(sigma) |D(x + sigma n, sigma) - x|^2."""
+             generator: torch.Generator | None = None, rows: slice | None = None) -> torch.Tensor:
+    """Mean over rows and columns of lambda(sigma) |D(x + sigma n, sigma) - x|^2.
+
+    ``rows``: compute the loss on these rows of the batch only, after drawing sigma and the noise
+    for all of it (data-parallel ranks each take their slice of one global draw, so together they
+    see exactly the batch a single process would).
+    """
     sigma = training_sigmas(x.shape[0], config, generator, x.device)
     noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    if rows is not None:
+        x, sigma, noise = x[rows], sigma[rows], noise[rows]
     noised = x + sigma.reshape(-1, 1) * noise
     denoised = denoise(network, noised, sigma, config.sigma_data)
     return (loss_weight(sigma, config.sigma_data).reshape(-1, 1) * (denoised - x) ** 2).mean()

@@ -22,7 +22,7 @@ from synther_fast.diffusion.trainer import DiffusionTrainer
 from synther_fast.io import atomic_write, load_torch_dict
 from synther_fast.progress import progress_bar
 from synther_fast.replay.layout import TransitionLayout
-from synther_fast.rng import fresh_seed, seeded
+from synther_fast.rng import derived_seed, fresh_seed, seeded
 
 MODEL_FORMAT = "synther_fast.SynthER"
 MODEL_VERSION = 1
@@ -109,14 +109,22 @@ class SynthER:
         and at the end (atomically). ``resume``: continue the fit saved in that checkpoint (same
         data required); the result equals an uninterrupted fit. ``stop_after``: stop after this
         many steps in total (for tests and time-boxed runs; the checkpoint is written).
+
+        Inside a torchrun process group (synther_fast.distributed.process_group) the fit is
+        data-parallel over the global batch; rank 0 keeps the EMA, logs and writes the checkpoints,
+        and at the end every rank receives rank 0's EMA weights (so every rank holds the model).
         """
+        from synther_fast.distributed import barrier, mean_over_ranks, rank_and_world
+
         data = validate_rows(rows, self.layout)
         self._new_model()
         self.normalizer.fit(data)
         tensor = self.normalizer.normalize(torch.from_numpy(data).to(self.device))
         cfg = self.config.trainer
+        rank, world = rank_and_world()
         trainer = DiffusionTrainer(self.network, tensor, self.config.edm, cfg,
-                                   resolve_batch_size(cfg, len(data)), self.config.seed)
+                                   resolve_batch_size(cfg, len(data)), self.config.seed, shard=(rank, world))
+        progress = progress and rank == 0
         prints = fingerprint(data)
         if resume is not None:
             self._resume(trainer, resume, prints)
@@ -129,15 +137,21 @@ class SynthER:
             loss = trainer.train_step()
             bar.update(trainer.step - before)  # the first captured step also ran 3 warm-up steps
             if trainer.step % cfg.log_every == 0 or trainer.step == last:
-                value = float(loss)  # the only host sync, every log_every steps
+                value = float(mean_over_ranks(loss))  # the only host sync, every log_every steps
                 if not np.isfinite(value):
                     raise FloatingPointError(f"diffusion loss became {value} at step {trainer.step}")
                 self.history.append({"step": trainer.step, "loss": value,
                                      "lr": float(trainer.scheduler.get_last_lr()[0])})
                 bar.set_postfix(loss=f"{value:.4f}")
-            if checkpoint is not None and (trainer.step % cfg.checkpoint_every == 0 or trainer.step == last):
+            if checkpoint is not None and rank == 0 and (
+                    trainer.step % cfg.checkpoint_every == 0 or trainer.step == last):
                 self._write_checkpoint(checkpoint, trainer, prints)
         bar.close()
+        if world > 1:
+            from synther_fast.distributed import broadcast_module
+
+            broadcast_module(trainer.ema)
+        barrier()  # rank 0's last checkpoint is on disk before any rank goes on
         self.fit_seconds = time.perf_counter() - started
         self.trained_steps = trainer.step
         return self
@@ -216,17 +230,29 @@ class SynthER:
                                           self.layout.width, self.device, clamp=clamp)
         return cache[key]
 
-    def iter_chunks(self, n: int, seed: int | None = None) -> Iterator[np.ndarray]:
-        """Generated rows in chunks of at most ``generation.chunk_size``, post-processed."""
+    def iter_chunks(self, n: int, seed: int | None = None, chunks: range | None = None) -> Iterator[np.ndarray]:
+        """Generated rows in chunks of at most ``generation.chunk_size``, post-processed.
+
+        Chunk k draws from its own stream, derived from (seed, k), so any block of chunks can be
+        drawn alone (``chunks``: those chunk indices only; sharded generation) and gives the
+        same rows as in a full run.
+        """
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"number of rows must be a non-negative int, got {n!r}")
         self._require_model()
-        generator = torch.Generator(device=self.device)
-        generator.manual_seed(int(seed) if seed is not None else fresh_seed())
+        base_seed = int(seed) if seed is not None else fresh_seed()
         chunk = self.config.generation.chunk_size
+        n_chunks = -(-int(n) // chunk)
+        if chunks is None:
+            chunks = range(n_chunks)
+        elif len(chunks) and (chunks.start < 0 or chunks.stop > n_chunks or chunks.step != 1):
+            raise ValueError(f"chunks {chunks} must be a contiguous part of range({n_chunks})")
+        generator = torch.Generator(device=self.device)
         dropped = 0
-        for start in range(0, int(n), chunk):
+        for k in chunks:
+            start = k * chunk
             count = min(chunk, int(n) - start)
+            generator.manual_seed(derived_seed(base_seed, k))
             rows = self.normalizer.denormalize(self.sample_normalized(count, generator))
             rows = self._postprocess(rows.cpu().numpy())
             keep = np.isfinite(rows).all(axis=1)

@@ -2,6 +2,12 @@
 
 Every random draw (batch indices, sigma, noise) comes from one seeded torch.Generator, and its
 state is part of the checkpoint, so a resumed run continues exactly as an uninterrupted one.
+
+Data-parallel (torchrun, ``shard=(rank, world_size)``): every rank holds the whole dataset and the
+same generator, draws the whole global batch (indices, sigma, noise) and computes the loss on its
+own contiguous slice; DDP averages the gradients, which is the gradient of the global batch's mean
+loss. So the fit is the single-process fit with the same global batch, up to floating-point
+summation order. The EMA is kept on rank 0 only (it writes the checkpoints).
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ class DiffusionTrainer:
 
     def __init__(
         self, network: nn.Module, data: torch.Tensor, edm: EDMConfig, config: TrainerConfig,
-        batch_size: int, seed: int,
+        batch_size: int, seed: int, shard: tuple[int, int] = (0, 1),
     ) -> None:
         if config.steps <= 0:
             raise ValueError(f"TrainerConfig.steps must be positive, got {config.steps}")
@@ -45,6 +51,13 @@ class DiffusionTrainer:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if config.ema_every <= 0:
             raise ValueError(f"TrainerConfig.ema_every must be positive, got {config.ema_every}")
+        rank, world = shard
+        if batch_size % world != 0:
+            raise ValueError(f"the global batch ({batch_size}) must split evenly over {world} processes")
+        self.rank, self.world = rank, world
+        local = batch_size // world
+        self.rows = slice(rank * local, (rank + 1) * local) if world > 1 else None
+        self.keeps_ema = rank == 0
         self.network = network
         self.data = data
         self.edm = edm
@@ -52,7 +65,15 @@ class DiffusionTrainer:
         self.batch_size = batch_size
         device = data.device
         self.ema = copy.deepcopy(network).requires_grad_(False).eval()
-        self.graphed = device.type == "cuda" and config.cuda_graph
+        # One process: capture the step as a CUDA graph. Data-parallel: DDP's gradient hooks
+        # all-reduce during backward, so the step stays eager.
+        self.graphed = device.type == "cuda" and config.cuda_graph and world == 1
+        self.forward_network: nn.Module = network
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.forward_network = DistributedDataParallel(
+                network, device_ids=[device.index] if device.type == "cuda" else None)
         if self.graphed:
             # Capturable AdamW reads its lr from a device tensor that the scheduler fills in place;
             # the draws come from the default CUDA generator (which graphs replay correctly), with
@@ -83,12 +104,13 @@ class DiffusionTrainer:
         """Batch draw, loss, backward, clip, optimiser step and EMA: no host synchronisation."""
         index = torch.randint(0, self.data.shape[0], (self.batch_size,), generator=self.generator,
                               device=self.data.device)
-        loss = edm_loss(self.network, self.data[index], self.edm, self.generator)
+        loss = edm_loss(self.forward_network, self.data[index], self.edm, self.generator, self.rows)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.network.parameters(), self.config.grad_clip, foreach=True)
         self.optimizer.step()
-        self.update_ema()
+        if self.keeps_ema:
+            self.update_ema()
         return loss.detach()
 
     def train_step(self) -> torch.Tensor:
