@@ -152,3 +152,37 @@ def test_without_ray_a_sweep_with_work_says_how_to_install_it(tmp_path, monkeypa
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(ModuleNotFoundError, match=r"synther_fast\[distributed\]"):
         sweep(mode="offline", tasks=["Hopper-v5"], overrides=TINY, root=str(tmp_path), progress=False)
+
+
+def test_yaml_spec_means_the_same_as_toml(tmp_path) -> None:
+    pytest.importorskip("yaml", reason="YAML specs need PyYAML (the distributed extra brings it)")
+    (tmp_path / "a.toml").write_text('mode = "online"\ntasks = ["Hopper-v5"]\nalgos = ["sac", "sac-synther"]\n'
+                                     'seeds = [0, 1]\n[overrides.sac]\nutd = 5\n[grid]\nretrain_every = [1000, 2000]\n')
+    (tmp_path / "a.yaml").write_text("mode: online\ntasks: [Hopper-v5]\nalgos: [sac, sac-synther]\nseeds: [0, 1]\n"
+                                     "overrides: {sac: {utd: 5}}\ngrid: {retrain_every: [1000, 2000]}\n")
+    toml_cells, yaml_cells = (SweepSpec.from_file(tmp_path / f"a.{ext}").cells() for ext in ("toml", "yaml"))
+    assert [(c.run_dir, c.config) for c in toml_cells] == [(c.run_dir, c.config) for c in yaml_cells]
+    assert len(toml_cells) == 8 and all(c.config.sac.utd == 5 for c in toml_cells)
+
+
+def test_an_online_cell_runs_and_is_then_read_back(tmp_path) -> None:
+    # The cell function itself, in this process (what a Ray worker calls), then the finished check.
+    from test_online import TINY as ONLINE_TINY
+
+    from synther_fast.config import config_to_dict
+    from synther_fast.sweeps import _finished_outcome, run_cell
+
+    spec = SweepSpec.build(mode="online", tasks=["Hopper-v5"], algos=["sac-synther"], seeds=[3],
+                           overrides=ONLINE_TINY, root=str(tmp_path))
+    (cell,) = spec.cells()
+    outcome = run_cell("online", config_to_dict(cell.config), str(cell.run_dir))
+    summary = json.loads((cell.run_dir / "summary.json").read_text())
+    assert outcome["status"] == "ran" and outcome["seconds"] > 0
+    assert outcome["entries"] == [{"arm": "", "return": summary["final_return_mean"],
+                                   "normalized": summary["final_normalized_score"]}]
+    again = _finished_outcome(cell, "online")
+    assert again is not None and again["entries"] == outcome["entries"]
+    # another config in the same directory is not taken as finished
+    other = SweepSpec.build(mode="online", tasks=["Hopper-v5"], algos=["sac-synther"], seeds=[3],
+                            overrides={**ONLINE_TINY, "eval_episodes": 2}, root=str(tmp_path)).cells()[0]
+    assert _finished_outcome(other, "online") is None
