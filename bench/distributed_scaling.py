@@ -31,7 +31,9 @@ CELL = {"collect_method": "random", "collect_steps": 5000, "synthetic_rows": 20_
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
     started = time.perf_counter()
-    result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    # cwd: outside the source checkout, whose bare package tree would shadow the installed one
+    result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})},
+                            cwd=tempfile.gettempdir())
     if result.returncode != 0:
         raise RuntimeError(result.stdout[-2000:] + result.stderr[-2000:])
     return time.perf_counter() - started

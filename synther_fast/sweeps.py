@@ -279,8 +279,19 @@ def _run_on_ray(spec: SweepSpec, cells: list[Cell], pending: list[int], address:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing may phone home at run time
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 logging_level="ERROR", configure_logging=True)
+        # Ray puts the driver's working directory first on every worker's sys.path. Started from a
+        # source checkout, the workers would then import the bare source tree (no compiled
+        # extension) instead of the installed package; so Ray is started from the sweep's root,
+        # which holds run directories only.
+        root = Path(spec.root).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        previous = os.getcwd()
+        os.chdir(root)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     logging_level="ERROR", configure_logging=True)
+        finally:
+            os.chdir(previous)
     resources = ray.cluster_resources()
     if spec.gpus_per_cell > 0 and resources.get("GPU", 0) < spec.gpus_per_cell:
         raise SweepError(f"each cell asks for {spec.gpus_per_cell} GPU(s) but the Ray cluster has "

@@ -39,7 +39,9 @@ def launch(out: Path, processes: int, *args: str) -> None:
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
                str(WORKER), "--out", str(out), *args]
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    # Run outside the source checkout: its bare package tree (no compiled extension) would shadow
+    # the installed one on sys.path.
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=out)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
@@ -96,7 +98,7 @@ def test_cli_generate_under_torchrun_matches_one_process(runs, tmp_path) -> None
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
            "synther_fast", "generate", "--model", str(runs / "ddp" / "model.pt"), "--rows", str(ROWS),
            "--out", str(out), "--seed", "7", "--device", "cpu"]
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "drawn by 2 processes" in result.stdout
     model = SynthER.load(runs / "ddp" / "model.pt", map_location="cpu")
