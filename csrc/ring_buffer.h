@@ -19,9 +19,10 @@
 // Writer of row g:
 //   W1. CAS the stamp from an even value older than 2g+2 to 2g+1 (acquire). This serialises writers
 //       that meet in one slot (one lapping another). If the stamp says a newer row already landed
-//       there, row g is stale and is skipped; the acquire then makes that newer row's words
-//       happen-before this writer's `publish`, so publishing past a skipped row still releases a
-//       written slot (without it a reader can find a slot below size() with stamp 0).
+//       there, row g is stale and is skipped. The acquire synchronises with the W4 of the row
+//       written there before, so this writer's W3 stores come after that row's in every word's
+//       modification order: without it C11 lets the older row's words win over the newer ones
+//       (the model checker counts such stores as unordered writes).
 //   W2. atomic_thread_fence(release).
 //   W3. Store the row's words with relaxed atomic stores.
 //   W4. Store the stamp 2g+2 (release).
@@ -41,8 +42,8 @@
 // tests/test_replay_model.py builds the ring with -DSYNTHER_MODEL_CHECK under a C11 memory-model
 // checker (csrc/model_check/c11_model.h: random interleavings, loads returning any value coherence
 // and happens-before allow, vector clocks for release/acquire, fences and release sequences) and
-// requires: no torn or unwritten row as written, and a failure when any of W1, W2, W4, R1, R3 or
-// publish is weakened to relaxed (a fence: removed). ThreadSanitizer (tests/test_replay_tsan.py)
+// requires: no torn or unwritten row and no unordered write as written, and a failure when any of
+// W1, W2, W4, R1, R3 or publish is weakened to relaxed (a fence: removed). ThreadSanitizer (tests/test_replay_tsan.py)
 // checks the same code under real threads but does not model fences, so it cannot tell whether
 // W2/R3 are right; x86 would not show it either. The acquire in size() is not needed by read_row
 // (R3 also synchronises with the publishing CAS the size() load read); the checker agrees, and it

@@ -11,14 +11,16 @@
 // - Threads are coroutines (ucontext) run one at a time; before every atomic operation the
 //   scheduler picks the next thread at random, so interleavings are explored at operation grain.
 // - Every location keeps its history of stores in modification order (here: execution order).
-//   A load may return any store that coherence allows: not older than the newest store that
-//   happens-before the load, nor than the last store this thread already read or wrote there.
-//   It picks one at random: this is where reorderings a weak machine (or compiler) may show appear.
-// - Happens-before is tracked with vector clocks. An acquire load that reads a release store (or
-//   a store later in its release sequence: RMWs continue it) takes the writer's clock. A relaxed
-//   load remembers that clock; a later acquire fence in the same thread takes it (fence-to-store
-//   and fence-to-fence synchronisation). A release fence's clock travels with the thread's later
-//   relaxed stores.
+//   A load may return any store that coherence allows: not older than any store the thread knows
+//   of at that location. It knows the stores it read or wrote, and everything the threads it
+//   synchronised with knew (so if load A happens-before load B, B reads what A read or newer). It
+//   picks one at random: this is where reorderings a weak machine (or compiler) may show appear.
+// - What a thread knows (a View: a vector clock for happens-before plus, per location, the newest
+//   store known) travels along synchronises-with edges. An acquire load that reads a release store
+//   (or a store later in its release sequence: RMWs continue it) takes the writer's view. A
+//   relaxed load remembers that view; a later acquire fence in the same thread takes it
+//   (fence-to-store and fence-to-fence synchronisation). A release fence's view travels with the
+//   thread's later relaxed stores.
 // - RMWs that write (fetch_add, a successful compare_exchange) read the newest store. A failing
 //   compare_exchange is a load and may read any allowed value different from the expected one.
 // - A thread that spins (spin()) is descheduled and its next load reads the newest store, which
@@ -27,6 +29,9 @@
 // What is not simulated: modification orders that differ from execution order, out-of-thin-air
 // values, seq_cst's total order (the ring uses none). So an execution found here is a real
 // C11-allowed execution (a failure is a real bug), but not every allowed execution is reachable.
+// Where another order was possible the checker says so instead: a plain store made while the
+// previous store to that location (another thread's) was unknown to the storing thread counts as
+// an unordered write, since C11 could put the two either way round.
 //
 // Weakening: `weakened` names sites (the labels in ring_buffer.h's argument) whose order is
 // replaced by relaxed, or whose fence is removed, so a test can show that each one is needed.
@@ -40,6 +45,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <random>
 #include <set>
 #include <string>
@@ -53,15 +59,28 @@ namespace synther::model {
 constexpr int kMaxThreads = 8;  // thread 0 is the set-up code that ran before the threads
 using Clock = std::array<uint32_t, kMaxThreads>;
 
-inline void join_into(Clock& into, const Clock& other) {
-  for (int i = 0; i < kMaxThreads; ++i) into[i] = std::max(into[i], other[i]);
+// What a thread knows: a vector clock (happens-before) and, per location, the newest store it has
+// read or written or that reached it through synchronisation (coherence: it may never read older).
+// Both travel together along every synchronises-with edge.
+struct View {
+  Clock clock{};
+  std::map<uintptr_t, std::size_t> seen;
+};
+
+inline void join_into(View& into, const View& other) {
+  for (int i = 0; i < kMaxThreads; ++i) into.clock[i] = std::max(into.clock[i], other.clock[i]);
+  for (const auto& [key, index] : other.seen) {
+    std::size_t& mine = into.seen[key];
+    mine = std::max(mine, index);
+  }
 }
 
 struct Store {
   uint64_t value;
   int thread;
   uint32_t epoch;  // the storing thread's own clock entry at the store
-  Clock release;   // the clock an acquire that reads this store synchronises with
+  View release;    // what an acquire that reads this store learns (release store, fence or sequence)
+  bool rmw;        // written by a read-modify-write (its place in modification order is forced)
 };
 
 struct Location {
@@ -85,10 +104,9 @@ struct Thread {
   std::function<void()> body;
   bool done = false;
   bool spinning = false;
-  Clock clock{};
-  Clock fence_release{};    // clock at the last release fence
-  Clock acquire_pending{};  // clocks of stores read by relaxed loads, for a later acquire fence
-  std::unordered_map<uintptr_t, std::size_t> last_seen;  // per location: newest store read/written
+  View view;             // what this thread knows now
+  View fence_release;    // its view at the last release fence
+  View acquire_pending;  // views of stores read by relaxed loads, for a later acquire fence
 };
 
 class Checker {
@@ -98,6 +116,10 @@ class Checker {
 
   // Statistics over all executions.
   uint64_t stale_reads = 0;  // loads that returned a store with newer ones already present
+  // Plain stores made while the previous store to that location (another thread's) was neither
+  // known to this thread nor happened-before it: C11 would let the two be ordered either way, and
+  // this checker only explores execution order, so code under test must not do it.
+  uint64_t unordered_writes = 0;
   uint64_t operations = 0;
 
   // Run one execution of `bodies` (each a thread) under scheduling and memory choices drawn from
@@ -114,7 +136,7 @@ class Checker {
     for (std::size_t i = 1; i < threads_.size(); ++i) {
       Thread& t = threads_[i];
       t.body = bodies[i - 1];
-      t.clock[0] = 1;  // everything before the threads started happens-before them
+      t.view.clock[0] = 1;  // everything before the threads started happens-before them
       t.stack.resize(256 * 1024);
       getcontext(&t.context);
       t.context.uc_stack.ss_sp = t.stack.data();
@@ -171,7 +193,12 @@ class Checker {
   void store(void* p, int bytes, uint64_t value, int order, const char* site) {
     Thread& t = begin(site, &order);
     Location& loc = location(p, bytes);
-    write(t, loc, p, value, releases(order) ? t.clock : t.fence_release, site, "store");
+    const std::size_t hi = loc.history.size() - 1;
+    if (loc.history[hi].thread != current_ && !loc.history[hi].rmw && oldest_allowed(t, loc, p) < hi) {
+      ++unordered_writes;
+      trace_.push_back({current_, site, "UNORDERED write", loc.id, value, 0});
+    }
+    write(t, loc, p, value, releases(order) ? t.view : t.fence_release, false, site, "store");
   }
 
   uint64_t fetch_add(void* p, int bytes, uint64_t value, int order, const char* site) {
@@ -211,8 +238,8 @@ class Checker {
       trace_.push_back({current_, site, "fence (removed)", -1, 0, 0});
       return;
     }
-    if (acquires(order)) join_into(t.clock, t.acquire_pending);
-    if (releases(order)) t.fence_release = t.clock;
+    if (acquires(order)) join_into(t.view, t.acquire_pending);
+    if (releases(order)) t.fence_release = t.view;
     trace_.push_back({current_, site, releases(order) ? "fence release" : "fence acquire", -1, 0, 0});
   }
 
@@ -232,7 +259,7 @@ class Checker {
     swapcontext(&threads_[current_].context, &scheduler_);
     ++operations;
     Thread& t = threads_[current_];
-    ++t.clock[current_];
+    ++t.view.clock[current_];
     if (weakened.count(site)) *order = atom::kRelaxed;
     return t;
   }
@@ -245,7 +272,7 @@ class Checker {
       // happens-before every thread.
       uint64_t initial = 0;
       std::memcpy(&initial, p, static_cast<std::size_t>(bytes));
-      Location loc{static_cast<int>(locations_.size()), bytes, {Store{initial, 0, 0, Clock{}}}};
+      Location loc{static_cast<int>(locations_.size()), bytes, {Store{initial, 0, 0, View{}, false}}};
       found = locations_.emplace(key, std::move(loc)).first;
     }
     if (found->second.bytes != bytes) {
@@ -255,15 +282,15 @@ class Checker {
     return found->second;
   }
 
-  // Coherence: the newest of (the last store this thread saw here, the newest store that
-  // happens-before this point).
+  // Coherence: the newest of (the newest store this thread knows of here, directly or through
+  // synchronisation, and the newest store that happens-before this point).
   std::size_t oldest_allowed(const Thread& t, const Location& loc, const void* p) const {
     std::size_t lo = 0;
-    auto seen = t.last_seen.find(reinterpret_cast<uintptr_t>(p));
-    if (seen != t.last_seen.end()) lo = seen->second;
+    auto seen = t.view.seen.find(reinterpret_cast<uintptr_t>(p));
+    if (seen != t.view.seen.end()) lo = seen->second;
     for (std::size_t i = loc.history.size() - 1; i > lo; --i) {
       const Store& s = loc.history[i];
-      if (t.clock[s.thread] >= s.epoch) return i;
+      if (t.view.clock[s.thread] >= s.epoch) return i;
     }
     return lo;
   }
@@ -271,18 +298,18 @@ class Checker {
   uint64_t read(Thread& t, Location& loc, const void* p, std::size_t index, bool acquire,
                 const char* site, const char* what) {
     const Store& s = loc.history[index];
-    t.last_seen[reinterpret_cast<uintptr_t>(p)] = index;
-    join_into(acquire ? t.clock : t.acquire_pending, s.release);
+    t.view.seen[reinterpret_cast<uintptr_t>(p)] = index;
+    join_into(acquire ? t.view : t.acquire_pending, s.release);
     const int newer = static_cast<int>(loc.history.size() - 1 - index);
     if (newer > 0) ++stale_reads;
     trace_.push_back({current_, site, what, loc.id, s.value, newer});
     return s.value;
   }
 
-  void write(Thread& t, Location& loc, void* p, uint64_t value, const Clock& release,
+  void write(Thread& t, Location& loc, void* p, uint64_t value, const View& release, bool rmw,
              const char* site, const char* what) {
-    loc.history.push_back(Store{value, current_, t.clock[current_], release});
-    t.last_seen[reinterpret_cast<uintptr_t>(p)] = loc.history.size() - 1;
+    loc.history.push_back(Store{value, current_, t.view.clock[current_], release, rmw});
+    t.view.seen[reinterpret_cast<uintptr_t>(p)] = loc.history.size() - 1;
     std::memcpy(p, &value, static_cast<std::size_t>(loc.bytes));  // keep real memory current
     trace_.push_back({current_, site, what, loc.id, value, 0});
   }
@@ -293,11 +320,11 @@ class Checker {
                NewValue new_value) {
     const std::size_t hi = loc.history.size() - 1;
     const Store read_store = loc.history[hi];
-    t.last_seen[reinterpret_cast<uintptr_t>(p)] = hi;
-    join_into(acquires(order) ? t.clock : t.acquire_pending, read_store.release);
-    Clock release = releases(order) ? t.clock : t.fence_release;
+    t.view.seen[reinterpret_cast<uintptr_t>(p)] = hi;
+    join_into(acquires(order) ? t.view : t.acquire_pending, read_store.release);
+    View release = releases(order) ? t.view : t.fence_release;
     join_into(release, read_store.release);
-    write(t, loc, p, new_value(read_store.value), release, site, what);
+    write(t, loc, p, new_value(read_store.value), release, true, site, what);
     return read_store.value;
   }
 

@@ -82,10 +82,12 @@ int check_ring(const Options& o, Checker& checker) {
         }
       });
     }
+    const uint64_t unordered_before = checker.unordered_writes;
     if (!checker.run(threads, seed)) {
       ++livelocks;
       continue;
     }
+    execution_failures += checker.unordered_writes - unordered_before;
     if (execution_failures > 0) {
       ++failed_executions;
       if (o.trace && !traced) {
@@ -96,10 +98,11 @@ int check_ring(const Options& o, Checker& checker) {
     }
   }
   std::printf(
-      "executions %llu rows_read %llu torn %llu empty %llu failed_executions %llu livelocks %llu "
-      "stale_reads %llu operations %llu\n",
+      "executions %llu rows_read %llu torn %llu empty %llu unordered_writes %llu failed_executions %llu "
+      "livelocks %llu stale_reads %llu operations %llu\n",
       static_cast<unsigned long long>(o.executions), static_cast<unsigned long long>(rows_read),
       static_cast<unsigned long long>(torn), static_cast<unsigned long long>(empty),
+      static_cast<unsigned long long>(checker.unordered_writes),
       static_cast<unsigned long long>(failed_executions),
       static_cast<unsigned long long>(livelocks),
       static_cast<unsigned long long>(checker.stale_reads),
@@ -199,6 +202,42 @@ uint64_t release_sequence(Checker& checker, uint64_t runs) {
   return seen;
 }
 
+uint64_t read_read_coherence_through_hb(Checker& checker, uint64_t runs) {
+  // T1: x = 1.  T2: a = x; y.store(1, release).  T3: f = y (acquire); b = x (all else relaxed).
+  // Outcome counted: a == 1 && f == 1 && b == 0, forbidden: T2's read of x happens-before T3's.
+  uint64_t seen = 0;
+  for (uint64_t s = 0; s < runs; ++s) {
+    uint64_t x = 0, y = 0, a = 0, f = 0, b = 1;
+    checker.run({[&] { atom::store<atom::kRelaxed>(&x, uint64_t{1}, "x"); },
+                 [&] {
+                   a = atom::load<atom::kRelaxed>(&x, "x");
+                   atom::store<atom::kRelease>(&y, uint64_t{1}, "y");
+                 },
+                 [&] {
+                   f = atom::load<atom::kAcquire>(&y, "y");
+                   b = atom::load<atom::kRelaxed>(&x, "x");
+                 }},
+                s + 1);
+    seen += (a == 1 && f == 1 && b == 0);
+  }
+  return seen;
+}
+
+uint64_t unordered_writes(Checker& checker, uint64_t runs) {
+  // T1: x = 1.  T2: x = 2 (relaxed, no synchronisation). Either modification order is allowed;
+  // counted: executions the checker flags as having an unordered write.
+  uint64_t seen = 0;
+  for (uint64_t s = 0; s < runs; ++s) {
+    uint64_t x = 0;
+    const uint64_t before = checker.unordered_writes;
+    checker.run({[&] { atom::store<atom::kRelaxed>(&x, uint64_t{1}, "x"); },
+                 [&] { atom::store<atom::kRelaxed>(&x, uint64_t{2}, "x"); }},
+                s + 1);
+    seen += checker.unordered_writes > before;
+  }
+  return seen;
+}
+
 int litmus(Checker& checker, uint64_t runs) {
   const Litmus tests[] = {
       {"mp_relaxed", true, &message_passing<atom::kRelaxed, atom::kRelaxed, false>},
@@ -208,6 +247,8 @@ int litmus(Checker& checker, uint64_t runs) {
       {"corr", false, &read_read_coherence},
       {"sb_release_acquire", true, &store_buffering},
       {"release_sequence", false, &release_sequence},
+      {"corr_through_hb", false, &read_read_coherence_through_hb},
+      {"ww_unordered_flagged", true, &unordered_writes},
   };
   int wrong = 0;
   for (const Litmus& t : tests) {
