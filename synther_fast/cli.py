@@ -28,6 +28,7 @@ from synther_fast.config import (
     validation_paused,
 )
 from synther_fast.envs.names import DMC_TASKS, GYM_TASKS
+from synther_fast.sweeps import RayMissingError
 
 ENVS_HELP = f"valid tasks: {', '.join(GYM_TASKS + DMC_TASKS)}"
 Flat = tyro.conf.arg(name="")  # a config's fields become top-level options (--env, --synther....)
@@ -408,7 +409,7 @@ def _validated(command):
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError,
-                                                 IsADirectoryError, PermissionError, ModuleNotFoundError)
+                                                 IsADirectoryError, PermissionError, RayMissingError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

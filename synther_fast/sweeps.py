@@ -18,7 +18,6 @@ import csv
 import dataclasses
 import itertools
 import json
-import math
 import os
 import re
 import time
@@ -47,6 +46,10 @@ SPEC_KEYS = ("mode", "preset", "tasks", "algos", "seeds", "overrides", "grid", "
 
 class SweepError(ValueError):
     """A sweep specification that cannot run: unknown keys, bad values, an unreadable file."""
+
+
+class RayMissingError(ModuleNotFoundError):
+    """Ray (the distributed extra) is needed for a sweep with cells to run and is not installed."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,7 @@ class SweepSpec:
         data["grid"] = _flatten(data.get("grid", {}))
         if "dataset" in data["overrides"] and data["overrides"]["dataset"] is not None:
             data["overrides"]["dataset"] = str(base / data["overrides"]["dataset"])
-        if "dataset" in data["grid"]:
+        if isinstance(data["grid"].get("dataset"), list):  # anything else is refused by __post_init__
             data["grid"]["dataset"] = [v if v is None else str(base / v) for v in data["grid"]["dataset"]]
         data["root"] = str(base / data.get("root", "runs/sweep"))
         data |= changes
@@ -161,6 +164,12 @@ class SweepSpec:
             run_dir = root / _safe(task) / algo / group / f"seed_{seed}" if group else \
                 root / _safe(task) / algo / f"seed_{seed}"
             cells.append(Cell(task, algo, seed, values, run_dir, self._config(task, algo, seed, values)))
+        seen: dict[Path, Cell] = {}
+        for cell in cells:  # two cells in one directory would overwrite each other's files
+            if cell.run_dir in seen:
+                raise SweepError(f"cells {seen[cell.run_dir].name!r} and {cell.name!r} would share the run "
+                                 f"directory {cell.run_dir}: a grid lists the same value twice")
+            seen[cell.run_dir] = cell
         return cells
 
     def _config(self, task: str, algo: str, seed: int, values: dict[str, Any]) -> OfflineConfig | OnlineConfig:
@@ -274,8 +283,8 @@ def _run_on_ray(spec: SweepSpec, cells: list[Cell], pending: list[int], address:
     try:
         import ray
     except ImportError:
-        raise ModuleNotFoundError('sweeps run on Ray, which is not installed: pip install '
-                                  '"synther_fast[distributed]" (or pip install ray)') from None
+        raise RayMissingError('sweeps run on Ray, which is not installed: pip install '
+                              '"synther_fast[distributed]" (or pip install ray)') from None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing may phone home at run time
     started_here = not ray.is_initialized()
     if started_here:
@@ -292,22 +301,22 @@ def _run_on_ray(spec: SweepSpec, cells: list[Cell], pending: list[int], address:
                      logging_level="ERROR", configure_logging=True)
         finally:
             os.chdir(previous)
-    resources = ray.cluster_resources()
-    if spec.gpus_per_cell > 0 and resources.get("GPU", 0) < spec.gpus_per_cell:
-        raise SweepError(f"each cell asks for {spec.gpus_per_cell} GPU(s) but the Ray cluster has "
-                         f"{resources.get('GPU', 0)}")
-    if resources.get("CPU", 0) < spec.cpus_per_cell:
-        raise SweepError(f"each cell asks for {spec.cpus_per_cell} CPU(s) but the Ray cluster has "
-                         f"{resources.get('CPU', 0)}")
-    remote = ray.remote(run_cell).options(num_cpus=spec.cpus_per_cell, num_gpus=spec.gpus_per_cell,
-                                          max_retries=0)
-    futures = {remote.remote(spec.mode, config_to_dict(cells[i].config), str(cells[i].run_dir)): i
-               for i in pending}
-    _say(progress, f"sweep: Ray has {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs; "
-                   f"each cell takes {spec.cpus_per_cell:g} CPU(s), {spec.gpus_per_cell:g} GPU(s)")
     outcomes: dict[int, dict[str, Any]] = {}
-    submitted = time.perf_counter()
     try:
+        resources = ray.cluster_resources()
+        if spec.gpus_per_cell > 0 and resources.get("GPU", 0) < spec.gpus_per_cell:
+            raise SweepError(f"each cell asks for {spec.gpus_per_cell} GPU(s) but the Ray cluster has "
+                             f"{resources.get('GPU', 0)}")
+        if resources.get("CPU", 0) < spec.cpus_per_cell:
+            raise SweepError(f"each cell asks for {spec.cpus_per_cell} CPU(s) but the Ray cluster has "
+                             f"{resources.get('CPU', 0)}")
+        remote = ray.remote(run_cell).options(num_cpus=spec.cpus_per_cell, num_gpus=spec.gpus_per_cell,
+                                              max_retries=0)
+        futures = {remote.remote(spec.mode, config_to_dict(cells[i].config), str(cells[i].run_dir)): i
+                   for i in pending}
+        _say(progress, f"sweep: Ray has {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs; "
+                       f"each cell takes {spec.cpus_per_cell:g} CPU(s), {spec.gpus_per_cell:g} GPU(s)")
+        submitted = time.perf_counter()
         waiting = list(futures)
         while waiting:
             done, waiting = ray.wait(waiting, num_returns=1)
@@ -349,7 +358,10 @@ def _finished_outcome(cell: Cell, mode: str) -> dict[str, Any] | None:
         return None  # unreadable: let the run itself report it
     if config_differences(saved, cell.config):
         return None  # the run will refuse, naming the fields, and the cell is reported as failed
-    return _outcome(mode, summary, "finished before")
+    try:
+        return _outcome(mode, summary, "finished before")
+    except (KeyError, TypeError):
+        return None  # a summary of another shape: run the cell (it resumes) and let it report
 
 
 def _outcome(mode: str, summary: dict[str, Any], status: str) -> dict[str, Any]:
@@ -391,8 +403,8 @@ def _aggregate(spec: SweepSpec, cells: list[Cell], outcomes: list[dict[str, Any]
         normalized = None if not g["normalized"] or None in g["normalized"] else np.array(g["normalized"])
         rows.append({
             "task": task, "algo": algo, "grid": grid, "arm": arm, "seeds": len(returns), "failed": g["failed"],
-            "return_mean": float(returns.mean()) if len(returns) else math.nan,
-            "return_std": float(returns.std()) if len(returns) else math.nan,
+            "return_mean": float(returns.mean()) if len(returns) else None,  # None: every seed failed
+            "return_std": float(returns.std()) if len(returns) else None,
             "normalized_mean": float(normalized.mean()) if normalized is not None else None,
             "normalized_std": float(normalized.std()) if normalized is not None else None,
             "seconds_per_cell": float(np.mean(g["seconds"])) if g["seconds"] else None,
@@ -510,9 +522,17 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def grid_tag(values: Mapping[str, Any]) -> str:
-    """A cell's grid values as a folder name: "mixed_ratio=0.25,synther.trainer.steps=100"."""
-    return ",".join(f"{k}={_safe(Path(str(v)).name if k == 'dataset' and v is not None else str(v))}"
-                    for k, v in sorted(values.items()))
+    """A cell's grid values as a folder name: "mixed_ratio=0.25,synther.trainer.steps=100"; a
+    dataset by its file name and a short hash of its whole path (two data.npz stay apart)."""
+    def shown(key: str, value: Any) -> str:
+        if key == "dataset" and value is not None:
+            import hashlib
+
+            digest = hashlib.sha1(str(Path(str(value)).resolve()).encode()).hexdigest()[:6]
+            return f"{Path(str(value)).name}-{digest}"
+        return str(value)
+
+    return ",".join(f"{k}={_safe(shown(k, v))}" for k, v in sorted(values.items()))
 
 
 def _safe(text: str) -> str:

@@ -143,3 +143,32 @@ def test_any_block_of_chunks_draws_the_rows_of_a_full_run() -> None:
     np.testing.assert_array_equal(np.concatenate(parts), full)
     with pytest.raises(ValueError, match="contiguous part"):
         list(model.iter_chunks(130, 5, chunks=range(2, 6)))
+
+
+def test_a_ddp_checkpoint_resumes_in_one_process(runs, tmp_path) -> None:
+    launch(tmp_path, 2, "--stop-after", "12")
+    launch(tmp_path, 1, "--resume")  # the same fit, finished by one process
+    resumed, single = weights(tmp_path / "model.pt"), weights(runs / "single" / "model.pt")
+    for part in ("network", "ema"):
+        for name, value in single[part].items():
+            torch.testing.assert_close(resumed[part][name], value, rtol=0, atol=1e-6, msg=f"{part}.{name}")
+
+
+def test_optimizer_state_is_loaded_in_this_fits_own_mode() -> None:
+    # A captured fit (tensor lr, capturable) and an eager one (float lr) read each other's state.
+    from synther_fast.diffusion.trainer import matching_optimizer_state
+
+    param = torch.nn.Parameter(torch.randn(4))
+    eager = torch.optim.AdamW([param], lr=1e-3)
+    param.grad = torch.randn(4)
+    eager.step()
+    captured = torch.optim.AdamW([param], lr=torch.tensor(2e-3), capturable=True)
+    state = matching_optimizer_state(eager.state_dict(), captured)
+    assert state["param_groups"][0]["capturable"] is True
+    assert isinstance(state["param_groups"][0]["lr"], torch.Tensor) and float(state["param_groups"][0]["lr"]) == pytest.approx(1e-3)
+    captured.load_state_dict(state)
+    assert captured.param_groups[0]["capturable"] is True
+    back = matching_optimizer_state(captured.state_dict(), eager)
+    assert back["param_groups"][0]["capturable"] is False and back["param_groups"][0]["lr"] == pytest.approx(1e-3)
+    eager.load_state_dict(back)
+    torch.testing.assert_close(eager.state[param]["exp_avg"], captured.state[param]["exp_avg"])

@@ -30,9 +30,13 @@ def test_spec_errors_name_the_problem_before_anything_runs(tmp_path) -> None:
         SweepSpec.build(seeds=[0, 0])
     with pytest.raises(SweepError, match="with tasks/algos/seeds"):
         SweepSpec.build(overrides={"seed": 3})
-    spec = SweepSpec.build(tasks=["Hopper-v5"], overrides={"agent_stepz": 5}, root=str(tmp_path / "r"))
-    with pytest.raises(SweepError, match="agent_stepz"):
-        spec.cells()
+    with pytest.raises(SweepError, match="agent_stepz"):  # sweep() checks every cell before it writes
+        sweep(mode="offline", tasks=["Hopper-v5"], overrides={"agent_stepz": 5}, root=str(tmp_path / "r"),
+              progress=False)
+    with pytest.raises(SweepError, match="share the run directory"):
+        SweepSpec.build(tasks=["Hopper-v5"], grid={"mixed_ratio": [0.5, 0.50]}).cells()
+    with pytest.raises(SweepError, match="non-empty list"):
+        SweepSpec.build(tasks=["Hopper-v5"], grid={"dataset": "data.npz"})
     with pytest.raises(SweepError, match="unknown online algorithm"):
         SweepSpec.build(mode="online", algos=["td3_bc"]).cells()
     bad = tmp_path / "spec.toml"
@@ -63,7 +67,8 @@ def test_toml_spec_becomes_cells_with_their_own_run_directories(tmp_path) -> Non
     assert {c.config.mixed_ratio for c in cells} == {0.25, 0.5}
     assert {c.config.env for c in cells} == {"Hopper-v5", "dmc:cheetah-run"}
     assert "dmc_cheetah-run" in str(cells[-1].run_dir)  # ':' is not put into folder names
-    assert grid_tag({"dataset": "/a/b/data.npz"}) == "dataset=data.npz"
+    tag = grid_tag({"dataset": "/a/b/data.npz"})
+    assert tag.startswith("dataset=data.npz-") and tag != grid_tag({"dataset": "/a/c/data.npz"})
 
 
 @pytest.fixture(scope="module")
@@ -127,14 +132,16 @@ def test_a_failing_cell_is_reported_and_the_other_finishes(tmp_path) -> None:
     result = sweep(mode="offline", tasks=["Hopper-v5"], algos=["td3_bc"], seeds=[0],
                    overrides={**TINY, "arms": ("real",)}, grid={"dataset": [None, str(broken)]},
                    root=str(tmp_path / "runs"), progress=False)
-    statuses = {c["grid"]: c["status"] for c in result.cells}
+    statuses = {c["grid"].split("-")[0]: c["status"] for c in result.cells}
     assert statuses == {"dataset=None": "ran", "dataset=broken.npz": "failed"}
     failure = result.failed[0]
     assert "broken.npz" in failure["error"]
     assert (Path(result.cells[0]["run_dir"]) / "summary.json").exists()
     text = (tmp_path / "runs" / "sweep.md").read_text()
     assert "Failed cells:" in text and "broken.npz" in text
-    rows = {r["grid"]: r for r in result.rows}
+    rows = {r["grid"].split("-")[0]: r for r in result.rows}
+    assert rows["dataset=broken.npz"]["return_mean"] is None  # valid JSON, not NaN
+    json.loads((tmp_path / "runs" / "sweep.json").read_text(), parse_constant=lambda c: pytest.fail(c))
     assert rows["dataset=broken.npz"]["failed"] == 1 and rows["dataset=broken.npz"]["seeds"] == 0
     assert rows["dataset=None"]["seeds"] == 1
 

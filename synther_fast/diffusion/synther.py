@@ -126,6 +126,13 @@ class SynthER:
                                    resolve_batch_size(cfg, len(data)), self.config.seed, shard=(rank, world))
         progress = progress and rank == 0
         prints = fingerprint(data)
+        if world > 1:
+            from synther_fast.distributed import agree
+
+            # Every rank must resume (or start) alike, or their step counts and weights part.
+            if agree(resume is not None) != (not agree(resume is None)):
+                raise RuntimeError("the torchrun ranks disagree about resuming (some see the checkpoint, some "
+                                   "not): put the checkpoint on storage every rank shares")
         if resume is not None:
             self._resume(trainer, resume, prints)
         self.ema = trainer.ema

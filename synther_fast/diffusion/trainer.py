@@ -158,7 +158,7 @@ class DiffusionTrainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.network.load_state_dict(state["network"])
         self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(matching_optimizer_state(state["optimizer"], self.optimizer))
         self.scheduler.load_state_dict(state["scheduler"])
         if self.generator is not None:
             self.generator.set_state(state["generator"].cpu())
@@ -166,3 +166,20 @@ class DiffusionTrainer:
             self.rng_slot.state = state["generator"].cpu()
         self.ema_calls.copy_(state["ema_calls"])
         self.step = int(state["step"])
+
+
+def matching_optimizer_state(saved: dict[str, Any], optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """``saved`` with this optimiser's own ``capturable`` setting and lr type in every group.
+
+    A checkpoint written by a captured (CUDA-graph) fit holds a tensor lr and capturable=True, one
+    written by an eager fit (CPU, or data-parallel under torchrun) a float lr and capturable=False;
+    loading either as saved would switch this fit's optimiser to the other mode (which graph
+    capture rejects). The values (lr, moments, step counts) are kept.
+    """
+    groups = []
+    for mine, theirs in zip(optimizer.param_groups, saved["param_groups"]):
+        group = dict(theirs, capturable=mine.get("capturable", False))
+        lr = float(theirs["lr"])
+        group["lr"] = torch.tensor(lr, device=mine["lr"].device) if isinstance(mine["lr"], torch.Tensor) else lr
+        groups.append(group)
+    return {**saved, "param_groups": groups}
