@@ -36,7 +36,7 @@ Flat = tyro.conf.arg(name="")  # a config's fields become top-level options (--e
 
 @dataclass
 class Demo:
-    """The main job: quick offline SynthER on HalfCheetah-v5 (about 5 minutes on 2 CPU cores).
+    """The main job: quick offline SynthER on HalfCheetah-v5 (5-10 minutes on 2 CPU cores).
 
     Collects 30k mixed-quality transitions with a small policy shipped in the package, fits a
     diffusion model, generates 100k synthetic rows, trains TD3+BC on the real and on the synthetic
@@ -54,7 +54,7 @@ class Demo:
         plan = ["collect 30k transitions", "fit the diffusion model (4k steps)", "generate 100k rows",
                 "TD3+BC on real data (15k updates)", "TD3+BC on synthetic data (15k updates)",
                 "data-quality report (report/report.md)"]
-        print("synther-fast demo: quick offline SynthER on HalfCheetah-v5, about 5 minutes on 2 cores")
+        print("synther-fast demo: quick offline SynthER on HalfCheetah-v5, 5-10 minutes on 2 cores")
         for i, step in enumerate(plan, 1):
             print(f"  phase {i}/{len(plan)}: {step}")
         result = train(config, run_dir=self.run_dir, resume=True)
