@@ -111,6 +111,14 @@ int check_ring(const Options& o, Checker& checker) {
 }
 
 // ---- litmus tests ----
+// How many of `runs` executions (seeds 1..runs) end in the counted outcome.
+template <typename Execution>
+uint64_t count_outcome(uint64_t runs, Execution execution) {
+  uint64_t seen = 0;
+  for (uint64_t seed = 1; seed <= runs; ++seed) seen += execution(seed) ? 1 : 0;
+  return seen;
+}
+
 // Each returns how often the named outcome was seen over `runs` executions.
 struct Litmus {
   const char* name;
@@ -122,8 +130,7 @@ template <int StoreOrder, int LoadOrder, bool Fences>
 uint64_t message_passing(Checker& checker, uint64_t runs) {
   // T1: data = 1; [fence release]; flag = 1.  T2: f = flag; [fence acquire]; d = data.
   // Outcome counted: f == 1 && d == 0 (the message arrived before its data).
-  uint64_t seen = 0;
-  for (uint64_t s = 0; s < runs; ++s) {
+  return count_outcome(runs, [&](uint64_t seed) {
     uint64_t data = 0, flag = 0, f = 0, d = 0;
     checker.run({[&] {
                    atom::store<atom::kRelaxed>(&data, uint64_t{1}, "data");
@@ -135,16 +142,14 @@ uint64_t message_passing(Checker& checker, uint64_t runs) {
                    if (Fences) atom::fence<atom::kAcquire>("fence");
                    d = atom::load<atom::kRelaxed>(&data, "data");
                  }},
-                s + 1);
-    seen += (f == 1 && d == 0);
-  }
-  return seen;
+                seed);
+    return (f == 1 && d == 0);
+  });
 }
 
 uint64_t read_read_coherence(Checker& checker, uint64_t runs) {
   // T1: x = 1; x = 2.  T2: a = x; b = x.  Outcome counted: a == 2 && b == 1 (forbidden: CoRR).
-  uint64_t seen = 0;
-  for (uint64_t s = 0; s < runs; ++s) {
+  return count_outcome(runs, [&](uint64_t seed) {
     uint64_t x = 0, a = 0, b = 0;
     checker.run({[&] {
                    atom::store<atom::kRelaxed>(&x, uint64_t{1}, "x");
@@ -154,17 +159,15 @@ uint64_t read_read_coherence(Checker& checker, uint64_t runs) {
                    a = atom::load<atom::kRelaxed>(&x, "x");
                    b = atom::load<atom::kRelaxed>(&x, "x");
                  }},
-                s + 1);
-    seen += (a == 2 && b == 1);
-  }
-  return seen;
+                seed);
+    return (a == 2 && b == 1);
+  });
 }
 
 uint64_t store_buffering(Checker& checker, uint64_t runs) {
   // T1: x = 1; a = y.  T2: y = 1; b = x (release/acquire).  Outcome counted: a == 0 && b == 0
   // (allowed without seq_cst: each store may still be invisible to the other thread).
-  uint64_t seen = 0;
-  for (uint64_t s = 0; s < runs; ++s) {
+  return count_outcome(runs, [&](uint64_t seed) {
     uint64_t x = 0, y = 0, a = 1, b = 1;
     checker.run({[&] {
                    atom::store<atom::kRelease>(&x, uint64_t{1}, "x");
@@ -174,18 +177,16 @@ uint64_t store_buffering(Checker& checker, uint64_t runs) {
                    atom::store<atom::kRelease>(&y, uint64_t{1}, "y");
                    b = atom::load<atom::kAcquire>(&x, "x");
                  }},
-                s + 1);
-    seen += (a == 0 && b == 0);
-  }
-  return seen;
+                seed);
+    return (a == 0 && b == 0);
+  });
 }
 
 uint64_t release_sequence(Checker& checker, uint64_t runs) {
   // T1: data = 1; flag.store(1, release).  T2: flag.fetch_add(1, relaxed).
   // T3: f = flag (acquire); d = data.  Outcome counted: f == 2 && d == 0, forbidden: T2's RMW
   // continues T1's release sequence, so reading 2 synchronises with T1 (when T1 stored first).
-  uint64_t seen = 0;
-  for (uint64_t s = 0; s < runs; ++s) {
+  return count_outcome(runs, [&](uint64_t seed) {
     uint64_t data = 0, flag = 0, f = 0, d = 0, old = 0;
     checker.run({[&] {
                    atom::store<atom::kRelaxed>(&data, uint64_t{1}, "data");
@@ -196,17 +197,15 @@ uint64_t release_sequence(Checker& checker, uint64_t runs) {
                    f = atom::load<atom::kAcquire>(&flag, "flag");
                    d = atom::load<atom::kRelaxed>(&data, "data");
                  }},
-                s + 1);
-    seen += (old == 1 && f == 2 && d == 0);
-  }
-  return seen;
+                seed);
+    return (old == 1 && f == 2 && d == 0);
+  });
 }
 
 uint64_t read_read_coherence_through_hb(Checker& checker, uint64_t runs) {
   // T1: x = 1.  T2: a = x; y.store(1, release).  T3: f = y (acquire); b = x (all else relaxed).
   // Outcome counted: a == 1 && f == 1 && b == 0, forbidden: T2's read of x happens-before T3's.
-  uint64_t seen = 0;
-  for (uint64_t s = 0; s < runs; ++s) {
+  return count_outcome(runs, [&](uint64_t seed) {
     uint64_t x = 0, y = 0, a = 0, f = 0, b = 1;
     checker.run({[&] { atom::store<atom::kRelaxed>(&x, uint64_t{1}, "x"); },
                  [&] {
@@ -217,25 +216,22 @@ uint64_t read_read_coherence_through_hb(Checker& checker, uint64_t runs) {
                    f = atom::load<atom::kAcquire>(&y, "y");
                    b = atom::load<atom::kRelaxed>(&x, "x");
                  }},
-                s + 1);
-    seen += (a == 1 && f == 1 && b == 0);
-  }
-  return seen;
+                seed);
+    return (a == 1 && f == 1 && b == 0);
+  });
 }
 
 uint64_t unordered_writes(Checker& checker, uint64_t runs) {
   // T1: x = 1.  T2: x = 2 (relaxed, no synchronisation). Either modification order is allowed;
   // counted: executions the checker flags as having an unordered write.
-  uint64_t seen = 0;
-  for (uint64_t s = 0; s < runs; ++s) {
+  return count_outcome(runs, [&](uint64_t seed) {
     uint64_t x = 0;
     const uint64_t before = checker.unordered_writes;
     checker.run({[&] { atom::store<atom::kRelaxed>(&x, uint64_t{1}, "x"); },
                  [&] { atom::store<atom::kRelaxed>(&x, uint64_t{2}, "x"); }},
-                s + 1);
-    seen += checker.unordered_writes > before;
-  }
-  return seen;
+                seed);
+    return checker.unordered_writes > before;
+  });
 }
 
 int litmus(Checker& checker, uint64_t runs) {
