@@ -1,4 +1,4 @@
-"""Where the GPU time goes in each hot path: a torch.profiler table per path (run by gpu_check.sh).
+"""Where the GPU time goes in each hot path: a torch.profiler table per path (run by bench/gpu_check.py).
 
 For each path it prints the wall time, the summed GPU kernel time, their ratio (GPU busy: near 1
 means the GPU limits, well below 1 means launch or host overhead does) and the kernels that take

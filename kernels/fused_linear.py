@@ -211,8 +211,8 @@ def _bwd_weight_kernel(
 
 
 def _check(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, precision: str, residual: bool) -> None:
+    # The caller's own mistakes (shapes, dtypes, sizes) are named before the device is checked.
     check_precision(precision)
-    check_device(x)
     if x.dim() != 2 or weight.dim() != 2 or weight.shape[1] != x.shape[1] or bias.shape != (weight.shape[0],):
         raise ValueError(
             f"fused linear needs x (M, K), weight (N, K), bias (N,); got {tuple(x.shape)}, "
@@ -225,6 +225,7 @@ def _check(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, precision:
     if x.shape[0] * max(x.shape[1], weight.shape[0]) >= 2**31:  # the kernels index with int32
         raise ValueError(f"fused linear: {x.shape[0]} rows x {max(x.shape[1], weight.shape[0])} features is "
                          "over 2^31 elements; split the batch (GenerationConfig.chunk_size)")
+    check_device(x)
 
 
 def _grid(rows: int, cols: int):

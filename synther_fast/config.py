@@ -260,6 +260,8 @@ class TD3BCConfig:
     """weight of the Q term against behaviour cloning: lambda = alpha / mean|Q|"""
     hidden: tuple[int, ...] = (256, 256)
     """hidden widths of actor and critics"""
+    cuda_graph: bool = True
+    """on CUDA, capture each update as a graph (the fast agent only; SYNTHER_FAST_CUDA_GRAPHS=0 turns every capture off)"""
 
 
 @dataclass(frozen=True)
@@ -280,6 +282,8 @@ class IQLConfig:
     """hidden widths of every network"""
     max_steps: int | None = None
     """length of the actor's cosine learning-rate schedule; None: the run's number of updates"""
+    cuda_graph: bool = True
+    """on CUDA, capture each update as a graph (the fast agent only; SYNTHER_FAST_CUDA_GRAPHS=0 turns every capture off)"""
 
 
 @dataclass(frozen=True)
@@ -308,6 +312,8 @@ class SACConfig:
     """critics drawn at random (without replacement) for the min in the target: REDQ uses 10 and 2"""
     target_entropy: float | None = None
     """None: the REDQ code's 'mbpo' values (Hopper -1, HalfCheetah -3, Walker2d -3, ...; -|A| elsewhere)"""
+    cuda_graph: bool = True
+    """on CUDA, capture each environment step's learner block as one graph (the fast agent only; SYNTHER_FAST_CUDA_GRAPHS=0 turns every capture off)"""
 
     def __post_init__(self) -> None:
         if _VALIDATION_PAUSED:

@@ -33,7 +33,9 @@ import torch
 from synther_fast.config import OnlineConfig
 from synther_fast.progress import progress_bar
 from synther_fast.replay import MixedSampler
+from synther_fast.replay.prefetch import StagedBlock
 from synther_fast.runs import Run, write_json
+from synther_fast.runtime import DeviceTimer
 
 CHECKPOINT = "online.ckpt"
 TIME_KEYS = ("env", "learner", "fit", "generate", "eval")
@@ -76,11 +78,13 @@ class OnlineLoop:
         ratio = config.synthetic_ratio if config.uses_synther else 0.0
         self.sampler = MixedSampler(self.real, self.synthetic, ratio, config.sac.batch_size, seed=config.seed)
         # The learner block's batches: (utd, B, width) in (pinned) host memory, sampled in place;
-        # on CUDA copied into one static device tensor that the captured block reads.
+        # on CUDA copied to the device (the captured block copies them into its static input).
         shape = (config.sac.utd, config.sac.batch_size, Batch.row_width(self.layout))
-        self.host_block = torch.zeros(shape, pin_memory=device.type == "cuda")
-        self.host_views = [Batch(self.host_block[i], self.layout) for i in range(config.sac.utd)]
-        self.device_block = self.host_block if device.type == "cpu" else torch.zeros(shape, device=device)
+        self.block = StagedBlock(shape, device)
+        self.host_views = [Batch(self.block.host[i], self.layout) for i in range(config.sac.utd)]
+        # Learner time is device time (CUDA events): launches return at once, and the GPU's time
+        # would otherwise be counted where the host next waits (act(), in "env").
+        self.learner_timer = DeviceTimer(device)
         self.action_rng = np.random.default_rng(config.seed)
         self.t = 0
         self.episode = 0
@@ -96,6 +100,7 @@ class OnlineLoop:
     # -- checkpoints --------------------------------------------------------------------------
     def save(self) -> None:
         self._finish_async_refit(wait=True)  # a checkpoint never refers to a half-done refit
+        self.seconds["learner"] = self.learner_timer.total()
         self.real.save(self.run.file("real.replay"))
         payload = {
             "agent": self.agent.state_dict(),
@@ -130,6 +135,7 @@ class OnlineLoop:
         history = json.loads(state["history"])
         self.episode_returns, self.timeouts = history["episode_returns"], history["timeouts"]
         self.evaluations, self.refits, self.seconds = history["evaluations"], history["refits"], history["seconds"]
+        self.learner_timer = DeviceTimer(self.device, self.seconds["learner"])
         if self.refits:  # the synthetic rows the agent was learning from at the checkpoint
             self._load_refill(len(self.refits) - 1)
         self.sampler.load_state_dict(json.loads(state["sampler"]))
@@ -252,12 +258,14 @@ class OnlineLoop:
         self.episode_return = 0.0
         return obs
 
-    def learner_step(self) -> None:
+    def _draw_block(self, host_rows: torch.Tensor) -> None:
         for view in self.host_views:
             self.sampler.sample(view)
-        if self.device_block is not self.host_block:
-            self.device_block.copy_(self.host_block, non_blocking=True)
-        self.last_metrics = self.agent.update_block(self.device_block, self.layout)
+
+    def learner_step(self) -> None:
+        with self.learner_timer:
+            rows = self.block.fill(self._draw_block)
+            self.last_metrics = self.agent.update_block(rows, self.layout)
 
     def evaluate(self) -> dict[str, Any]:
         from synther_fast.evaluation import evaluate, normalized_score
@@ -271,6 +279,7 @@ class OnlineLoop:
             record["normalized_score"] = score
         record |= {k: float(v) for k, v in self.last_metrics.items()}  # the one host sync per eval
         record |= {"critic_updates": self.agent.critic_updates, "actor_updates": self.agent.actor_updates}
+        self.seconds["learner"] = self.learner_timer.total()
         record |= {f"seconds_{k}": v for k, v in self.seconds.items()}
         return record
 
@@ -299,9 +308,7 @@ class OnlineLoop:
                 obs = next_obs
                 self.seconds["env"] += time.perf_counter() - start
                 if len(self.real) > sac.start_steps:  # the REDQ code's delay_update_steps='auto'
-                    start = time.perf_counter()
                     self.learner_step()
-                    self.seconds["learner"] += time.perf_counter() - start
                 # After this step's updates, as the published loop (store, train, then refit).
                 if cfg.uses_synther and self.t % cfg.retrain_every == 0 and self.t < cfg.env_steps:
                     if cfg.async_refit:

@@ -16,9 +16,13 @@ import torch
 
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
-    """Run the block with the global CPU generator seeded to ``seed``; restore it afterwards."""
+    """Run the block with the global CPU generator seeded to ``seed``; restore it afterwards.
+
+    Only the CPU generator: ``torch.manual_seed`` would also reseed every CUDA generator, which
+    ``fork_rng(devices=[])`` neither saves nor restores (it reset other owners' CUDA streams).
+    """
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
+        torch.default_generator.manual_seed(int(seed))
         yield
 
 

@@ -156,7 +156,7 @@ def test_a_ddp_checkpoint_resumes_in_one_process(runs, tmp_path) -> None:
 
 def test_optimizer_state_is_loaded_in_this_fits_own_mode() -> None:
     # A captured fit (tensor lr, capturable) and an eager one (float lr) read each other's state.
-    from synther_fast.diffusion.trainer import matching_optimizer_state
+    from synther_fast.graphs import matching_optimizer_state
 
     param = torch.nn.Parameter(torch.randn(4))
     eager = torch.optim.AdamW([param], lr=1e-3)

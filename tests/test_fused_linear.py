@@ -106,10 +106,27 @@ def test_bad_input() -> None:
         fused_linear_forward(x.double(), w.double(), b.double())
     with pytest.raises(ValueError, match="precision"):
         fused_linear_forward(x, w, b, precision="fp8")
-    huge = torch.zeros(1).as_strided((2**21, 1024), (0, 0))  # the shape only, one element of memory
+    huge = torch.zeros(1, device=DEVICE).as_strided((2**21, 1024), (0, 0))  # the shape only, one element
+    with pytest.raises(ValueError, match="2\\^31"):
+        fused_linear_forward(huge, torch.zeros(1024, 1024, device=DEVICE), torch.zeros(1024, device=DEVICE))
+    assert FusedLinearFunction is not None
+
+
+def test_shape_errors_come_before_the_device_check(monkeypatch) -> None:
+    """Compiled (no interpreter), a CPU tensor is refused; but a wrong shape or size is named first,
+    so the error tells the caller their own mistake (on a GPU this test's shape checks ran into the
+    device check before: the 2026-11-24 H100 run)."""
+    import synther_fast.kernels._triton as triton_glue
+
+    monkeypatch.setattr(triton_glue, "interpreter_enabled", lambda: False)
+    x, w, b = (t.cpu() for t in inputs(8, 16, seed=0))
+    with pytest.raises(ValueError, match="needs x"):
+        fused_linear_forward(x, w[:, :8], b)
+    huge = torch.zeros(1).as_strided((2**21, 1024), (0, 0))
     with pytest.raises(ValueError, match="2\\^31"):
         fused_linear_forward(huge, torch.zeros(1024, 1024), torch.zeros(1024))
-    assert FusedLinearFunction is not None
+    with pytest.raises(RuntimeError, match="CUDA tensors"):
+        fused_linear_forward(x, w, b)
 
 
 @pytest.mark.gpu

@@ -1,4 +1,4 @@
-"""GPU checks of the fast diffusion path (marked gpu; run by bench/gpu_check.sh on a GPU machine)."""
+"""GPU checks of the fast diffusion path (marked gpu; run by bench/gpu_check.py on a GPU machine)."""
 
 from __future__ import annotations
 

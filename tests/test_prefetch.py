@@ -86,3 +86,34 @@ def test_cuda_prefetch_lands_in_static_device_tensors() -> None:
             np.testing.assert_array_equal(batch.data.cpu().numpy(), want)
         assert len(pointers) == 1  # a captured graph can read the same addresses every step
         assert all(slot.data.is_pinned() for slot in prefetcher._slots)
+
+
+def test_staged_block_waits_for_the_last_copy_before_the_sampler_rewrites_it(monkeypatch) -> None:
+    """The host rows are refilled only after the previous asynchronous copy out of them is done
+    (checked on the CPU with the copy's event faked; on a GPU the online loop relies on it)."""
+    import torch
+
+    from synther_fast.replay.prefetch import StagedBlock
+
+    log: list[str] = []
+
+    class Event:
+        def record(self) -> None:
+            log.append("record")
+
+        def synchronize(self) -> None:
+            log.append("wait")
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    block = StagedBlock((2, 3, 4), "cpu")
+    assert block.rows is block.host  # on the CPU the learner reads the host rows
+    block.asynchronous, block.rows = True, torch.zeros(2, 3, 4)  # as on CUDA: a separate device tensor
+
+    def draw(host) -> None:
+        log.append("draw")
+        host.uniform_()
+
+    for _ in range(3):
+        rows = block.fill(draw)
+        torch.testing.assert_close(rows, block.host)
+    assert log == ["draw", "record", "wait", "draw", "record", "wait", "draw", "record"]

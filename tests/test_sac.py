@@ -32,7 +32,7 @@ def test_one_update_matches_the_losses_computed_by_hand() -> None:
     batch = Batch(rows(8, 0), LAYOUT)
     before = copy.deepcopy(agent)
     g = torch.Generator().manual_seed(0)
-    g.set_state(agent.generator.get_state())
+    g.set_state(agent.rng.generator.get_state())
 
     def sample(actor, obs):
         mean, log_std = actor.net(obs).chunk(2, dim=-1)
@@ -132,9 +132,9 @@ def test_capture_warm_up_is_undone() -> None:
                                      batch.terminal.squeeze(-1), True)
 
     step = CapturedStep(fn(warmed), "cpu", state=warmed._learned_state(), capture=False, warmup=3)
-    rng = warmed.generator.get_state()
+    rng = warmed.rng.generator.get_state()
     step.warm_up_and_undo()
-    warmed.generator.set_state(rng)  # CPU generators are the caller's; CUDA's is restored by the helper
+    warmed.rng.generator.set_state(rng)  # CPU generators are the caller's; CUDA's is restored by the helper
     out_w, out_e = fn(warmed)(), fn(eager)()
     for k in out_e:
         torch.testing.assert_close(out_w[k], out_e[k], rtol=0, atol=0)
@@ -142,29 +142,46 @@ def test_capture_warm_up_is_undone() -> None:
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def eager_block(agent: SAC, data: torch.Tensor) -> None:
+    """The block's 20 updates run directly (no graph), drawing from the agent's own RNG slot."""
+    with agent.rng.scope():
+        for k in range(data.shape[0]):
+            v = Batch(data[k], LAYOUT)
+            agent._update(v.obs, v.action, v.reward.squeeze(-1), v.next_obs, v.terminal.squeeze(-1),
+                          k == data.shape[0] - 1)
+
+
 @pytest.mark.gpu
 def test_captured_block_equals_eager_and_survives_a_weight_reload() -> None:
     cfg = SACConfig(**TINY, utd=20, policy_update_delay=20)
     graphed, eager = SAC(4, 2, cfg, "cuda", seed=4), SAC(4, 2, cfg, "cuda", seed=4)
+    assert graphed.captured and eager.rng.slot is not None
     data = torch.stack([rows(8, k) for k in range(20)]).cuda()
     out_g = graphed.update_block(data, LAYOUT)
-    views = [Batch(data[k].clone(), LAYOUT) for k in range(20)]
-    for k, v in enumerate(views):
-        eager._update(v.obs, v.action, v.reward.squeeze(-1), v.next_obs, v.terminal.squeeze(-1), k == 19)
+    eager_block(eager, data)
     for a, b in zip(graphed.critic.parameters(), eager.critic.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert graphed.critic_updates == 20 and torch.isfinite(out_g["critic_loss"])
     graph = graphed._block.graph
-    graphed.update_block(data, LAYOUT)  # the agent is untouched by a diffusion refit: one graph all run
-    assert graphed._block.graph is graph
-    graphed.load_state_dict(copy.deepcopy(eager.state_dict()))  # a resume: recaptured, still exact
-    eager_again = copy.deepcopy(eager)
-    out_g = graphed.update_block(data, LAYOUT)
-    for k, v in enumerate(views):
-        eager_again._update(v.obs, v.action, v.reward.squeeze(-1), v.next_obs, v.terminal.squeeze(-1), k == 19)
-    assert graphed._block.graph is not graph
-    for a, b in zip(graphed.critic.parameters(), eager_again.critic.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    graphed.update_block(data.clone(), LAYOUT)  # a new tensor: copied in, the same graph
+    eager_block(eager, data)
+    assert graphed._block.graph is graph and graphed._block.captures == 1
+    eager_block(eager, data)  # a resume from a later checkpoint: recaptured, still exact
+    eager.critic_updates += 40
+    graphed.load_state_dict(copy.deepcopy(eager.state_dict()))
+    graphed.update_block(data, LAYOUT)
+    eager_block(eager, data)
+    assert graphed._block.captures == 1 and graphed._block.graph is not graph
+    for a, b in zip(graphed.critic.parameters(), eager.critic.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_the_reference_agent_runs_eagerly_on_cuda() -> None:
+    agent = SAC(4, 2, SACConfig(**TINY, utd=20, policy_update_delay=20), "cuda", seed=0, fast=False)
+    assert not agent.captured
+    out = agent.update_block(torch.stack([rows(8, k) for k in range(20)]).cuda(), LAYOUT)
+    assert agent._block.graph is None and torch.isfinite(out["critic_loss"])
 
 
 @pytest.mark.parametrize("num_critics, num_min", [(2, 2), (10, 2)])

@@ -16,7 +16,8 @@ from torch import nn
 from synther_fast.agents.base import check_state, tag_state, terminal_of
 from synther_fast.agents.networks import LOG_STD_MAX, LOG_STD_MIN, make_critic, make_optimizer, mlp, soft_update
 from synther_fast.config import IQLConfig
-from synther_fast.graphs import CapturedStep
+from synther_fast.graphs import CapturedStep, load_optimizer_state, will_capture
+from synther_fast.replay.sampler import Batch
 from synther_fast.rng import seeded
 
 EXP_ADV_MAX = 100.0
@@ -57,16 +58,17 @@ class IQL:
             self.v = mlp(obs_dim, 1, config.hidden).to(self.device)
             self.actor = GaussianPolicy(obs_dim, act_dim, config.hidden).to(self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
-        self.q_opt = make_optimizer(self.q.parameters(), config.lr, self.device, fast)
-        self.v_opt = make_optimizer(self.v.parameters(), config.lr, self.device, fast)
-        self.actor_opt = make_optimizer(self.actor.parameters(), config.lr, self.device, fast)
+        self.captured = fast and will_capture(self.device, config.cuda_graph)
+        self.q_opt = make_optimizer(self.q.parameters(), config.lr, self.device, fast, self.captured)
+        self.v_opt = make_optimizer(self.v.parameters(), config.lr, self.device, fast, self.captured)
+        self.actor_opt = make_optimizer(self.actor.parameters(), config.lr, self.device, fast, self.captured)
         self.actor_lr_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.actor_opt, config.max_steps if config.max_steps is not None else 1_000_000)
         self.state_mean = torch.as_tensor(state_mean, dtype=torch.float32, device=self.device)
         self.state_std = torch.as_tensor(state_std, dtype=torch.float32, device=self.device)
         self.total_updates = 0
+        self._layout: Any = None
         self._step: CapturedStep | None = None
-        self._bound: Any = None
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
         return (obs - self.state_mean) / self.state_std
@@ -100,8 +102,9 @@ class IQL:
         self.actor_opt.step()
         return policy_loss.detach()
 
-    def _step_fn(self, batch: Any):
-        def run() -> dict[str, torch.Tensor]:
+    def _step_fn(self, layout):
+        def run(data: torch.Tensor) -> dict[str, torch.Tensor]:
+            batch = Batch(data, layout)
             obs, next_obs = self.normalize(batch.obs), self.normalize(batch.next_obs)
             reward, terminal = batch.reward.squeeze(-1), terminal_of(batch)
             with torch.no_grad():  # V(s') before V's own update, as CORL computes it
@@ -114,11 +117,16 @@ class IQL:
         return run
 
     def update(self, batch: Any) -> dict[str, torch.Tensor]:
-        """Exactly one IQL update (a capture's warm-up is undone)."""
-        if batch is not self._bound:
+        """Exactly one IQL update (a capture's warm-up is undone; captured, the batch's rows are
+        copied into the step's static input)."""
+        if self._layout is None:
+            self._layout = batch.layout
+        elif batch.layout != self._layout:
+            raise ValueError(f"this agent updates on rows of {self._layout}, got {batch.layout}")
+        if self._step is None:
             state = [self.q, self.q_target, self.v, self.actor, self.q_opt, self.v_opt, self.actor_opt]
-            self._step, self._bound = CapturedStep(self._step_fn(batch), self.device, state=state), batch
-        out = self._step()
+            self._step = CapturedStep(self._step_fn(batch.layout), self.device, state=state, capture=self.captured)
+        out = self._step(torch.as_tensor(batch.data))
         # Outside the (captured) step: a schedule changes the lr, which a graph would have frozen
         # (on CUDA the fast optimiser's lr is a device tensor that the scheduler fills in place).
         self.total_updates += 1
@@ -142,9 +150,15 @@ class IQL:
         })
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Load a state (also one written on another device or in the other mode). Optimisers
+        replace their state tensors, so a captured graph is dropped and recaptured."""
         check_state(self.kind, state)
-        for name in ("q", "q_target", "v", "actor", "q_opt", "v_opt", "actor_opt", "actor_lr_schedule"):
+        self._step = None
+        for name in ("q", "q_target", "v", "actor"):
             getattr(self, name).load_state_dict(state[name])
+        for name in ("q_opt", "v_opt", "actor_opt"):
+            load_optimizer_state(getattr(self, name), state[name])
+        self.actor_lr_schedule.load_state_dict(state["actor_lr_schedule"])
         self.state_mean.copy_(state["state_mean"])
         self.state_std.copy_(state["state_std"])
         self.total_updates = int(state["total_updates"])

@@ -12,6 +12,8 @@ import math
 import torch
 from torch import nn
 
+from synther_fast.graphs import optimizer_options
+
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 """Bounds of a Gaussian policy's log standard deviation (CORL's and the REDQ code's values)."""
 
@@ -127,10 +129,9 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     torch._foreach_lerp_(targets, sources, tau)
 
 
-def make_optimizer(params, lr: float, device: torch.device, fast: bool) -> torch.optim.Optimizer:
-    """Adam; the fast path uses the foreach kernels and, on CUDA, capturable state for graphs."""
+def make_optimizer(params, lr: float, device: torch.device, fast: bool, captured: bool) -> torch.optim.Optimizer:
+    """Adam. Fast: fused (one kernel for every parameter), capturable with a device-tensor lr when
+    the update is captured (graphs.optimizer_options). The plain reference: per-parameter Adam."""
     if fast:
-        if device.type == "cuda":  # a graph reads the lr in place: keep it in a device tensor
-            return torch.optim.Adam(params, lr=torch.tensor(lr, device=device), foreach=True, capturable=True)
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        return torch.optim.Adam(params, **optimizer_options(lr, device, captured))
     return torch.optim.Adam(params, lr=lr, foreach=False)

@@ -13,7 +13,9 @@ the critic step; then every target network moves by polyak averaging.
 
 ``update(batch)`` is one critic update (plus the actor's, when due); ``update_block(batches)``
 runs the ``utd`` updates of one environment step on a stacked (utd, B, width) batch and is what
-the online loop calls: on CUDA it is captured once as one graph (graphs.CapturedStep).
+the online loop calls: on CUDA the fast agent captures it once as one graph (graphs.CapturedStep,
+which copies each call's rows into its static input). The plain reference (``fast=False``) always
+runs eagerly: it is what the captured block is measured against.
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ from synther_fast.agents.networks import (
     soft_update,
 )
 from synther_fast.config import SACConfig
-from synther_fast.graphs import CapturedStep, CudaRngSlot
+from synther_fast.graphs import CapturedStep, DeviceRandom, load_optimizer_state, will_capture
 from synther_fast.replay.sampler import Batch
-from synther_fast.rng import seeded
+from synther_fast.rng import derived_seed, seeded
 
 MBPO_TARGET_ENTROPY = {"Hopper": -1.0, "HalfCheetah": -3.0, "Walker2d": -3.0, "Ant": -4.0, "Humanoid": -2.0}
 """The REDQ code's target_entropy='mbpo' values; other tasks use -|A|."""
@@ -90,28 +92,29 @@ class SAC:
         self.log_alpha = torch.zeros((), device=self.device, requires_grad=True)
         self.target_entropy = (config.target_entropy if config.target_entropy is not None
                                else target_entropy_for(env_name, act_dim))
-        self.actor_opt = make_optimizer(self.actor.parameters(), config.lr, self.device, fast)
-        self.critic_opt = make_optimizer(self.critic.parameters(), config.lr, self.device, fast)
-        self.alpha_opt = make_optimizer([self.log_alpha], config.lr, self.device, fast)
-        # CPU: an explicit generator. CUDA: graphs draw from the default generator, with this
-        # agent's own state swapped in around each call (no global reseeding).
-        if self.device.type == "cuda":
-            self.generator, self.rng_slot = None, CudaRngSlot(self.device, seed)
-        else:
-            self.generator, self.rng_slot = torch.Generator().manual_seed(seed), None
+        # Captured on CUDA unless disabled (SACConfig.cuda_graph, SYNTHER_FAST_CUDA_GRAPHS=0); the
+        # plain reference is never captured (its per-parameter Adam is not capturable either).
+        self.captured = fast and will_capture(self.device, config.cuda_graph)
+        self.actor_opt = make_optimizer(self.actor.parameters(), config.lr, self.device, fast, self.captured)
+        self.critic_opt = make_optimizer(self.critic.parameters(), config.lr, self.device, fast, self.captured)
+        self.alpha_opt = make_optimizer([self.log_alpha], config.lr, self.device, fast, self.captured)
+        self.rng = DeviceRandom(self.device, seed, self.captured)
+        # act() runs eagerly: captured, it draws from a generator of its own (no swapping of the
+        # update stream's slot in and out around every environment step); eager, from the one stream.
+        self.act_generator = (torch.Generator(device=self.device).manual_seed(derived_seed(seed, 1))
+                              if self.captured else self.rng.generator)
         self.critic_updates = 0
         self.actor_updates = 0
+        self._layout: Any = None
         self._single: dict[bool, CapturedStep] = {}
-        self._single_bound: Any = None
         self._block: CapturedStep | None = None
-        self._block_bound: Any = None
 
     # -- the maths ----------------------------------------------------------------------------
     def _target_q(self, next_obs: torch.Tensor, next_action: torch.Tensor) -> torch.Tensor:
         q = self.critic_target(next_obs, next_action)  # (E, B)
         cfg = self.config
         if cfg.num_min < cfg.num_critics:  # REDQ: the min over a random subset, drawn on the device
-            pick = torch.rand(cfg.num_critics, generator=self.generator, device=q.device).argsort()[:cfg.num_min]
+            pick = torch.rand(cfg.num_critics, generator=self.rng.generator, device=q.device).argsort()[:cfg.num_min]
             q = q.index_select(0, pick)
         return q.min(dim=0).values
 
@@ -119,13 +122,13 @@ class SAC:
         cfg = self.config
         alpha = self.log_alpha.detach().exp()
         with torch.no_grad():
-            next_action, next_logp = self.actor(next_obs, generator=self.generator)
+            next_action, next_logp = self.actor(next_obs, generator=self.rng.generator)
             target = reward + (1 - terminal) * cfg.discount * (self._target_q(next_obs, next_action) - alpha * next_logp)
         q = self.critic(obs, action)
         critic_loss = ((q - target) ** 2).mean(dim=1).sum()  # the REDQ code's mse x num_Q
         out = {"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean()}
         if with_actor:  # against the critics before this update's critic step (the REDQ order)
-            pi, logp = self.actor(obs, generator=self.generator)
+            pi, logp = self.actor(obs, generator=self.rng.generator)
             q_pi = self._frozen_critic_mean(obs, pi) if self.fast else self.critic(obs, pi).mean(dim=0)
             actor_loss = (alpha * logp - q_pi).mean()
             self.actor_opt.zero_grad(set_to_none=True)
@@ -160,25 +163,31 @@ class SAC:
         return [self.actor, self.critic, self.critic_target, self.log_alpha,
                 self.actor_opt, self.critic_opt, self.alpha_opt]
 
-    def _run(self, step: CapturedStep) -> Any:
-        if self.rng_slot is None:
-            return step()
-        with self.rng_slot:
-            return step()
+    def _check_layout(self, layout) -> None:
+        if self._layout is None:
+            self._layout = layout
+        elif layout != self._layout:
+            raise ValueError(f"this agent updates on rows of {self._layout}, got {layout}")
+
+    def _step(self, fn) -> CapturedStep:
+        return CapturedStep(fn, self.device, state=self._learned_state(), capture=self.captured)
 
     # -- the protocol -------------------------------------------------------------------------
     def update(self, batch: Any) -> dict[str, torch.Tensor]:
         """Exactly one critic update on ``batch``; the actor's too every policy_update_delay."""
         with_actor = (self.critic_updates + 1) % self.config.policy_update_delay == 0
-        if batch is not self._single_bound:
-            self._single, self._single_bound = {}, batch
+        self._check_layout(batch.layout)
         step = self._single.get(with_actor)
         if step is None:
-            def fn(batch=batch, with_actor=with_actor):
-                return self._update(batch.obs, batch.action, batch.reward.squeeze(-1), batch.next_obs,
-                                    terminal_of(batch), with_actor)
-            step = self._single[with_actor] = CapturedStep(fn, self.device, state=self._learned_state())
-        out = self._run(step)
+            layout = batch.layout
+
+            def fn(data: torch.Tensor, with_actor: bool = with_actor) -> dict[str, torch.Tensor]:
+                b = Batch(data, layout)
+                return self._update(b.obs, b.action, b.reward.squeeze(-1), b.next_obs, terminal_of(b), with_actor)
+
+            step = self._single[with_actor] = self._step(fn)
+        with self.rng.scope():
+            out = step(torch.as_tensor(batch.data))
         self.critic_updates += 1
         self.actor_updates += int(with_actor)
         return out
@@ -186,25 +195,27 @@ class SAC:
     def update_block(self, data: torch.Tensor, layout) -> dict[str, torch.Tensor]:
         """The learner work of one environment step: ``utd`` critic updates on the stacked
         (utd, B, width) rows ``data`` (Batch layout), the actor and temperature every
-        policy_update_delay and at the last. Captured once per ``data`` tensor on CUDA."""
+        policy_update_delay and at the last. Captured once on CUDA (each call's rows are copied
+        into the graph's static input)."""
         utd = self.config.utd
         if data.ndim != 3 or data.shape[0] != utd:
             raise ValueError(f"update_block takes rows of shape ({utd}, B, width), got {tuple(data.shape)}")
-        if data is not self._block_bound:
+        self._check_layout(layout)
+        if self._block is None:
             delay = self.config.policy_update_delay
-            views = [Batch(data[i], layout) for i in range(utd)]
 
-            def fn() -> dict[str, torch.Tensor]:
+            def fn(block: torch.Tensor) -> dict[str, torch.Tensor]:
                 out: dict[str, torch.Tensor] = {}
-                for i, b in enumerate(views):
+                for i in range(utd):
+                    b = Batch(block[i], layout)
                     with_actor = (i + 1) % delay == 0 or i == utd - 1
                     out.update(self._update(b.obs, b.action, b.reward.squeeze(-1), b.next_obs,
                                             terminal_of(b), with_actor))  # the last update's values
                 return out
 
-            self._block = CapturedStep(fn, self.device, state=self._learned_state())
-            self._block_bound = data
-        out = self._run(self._block)
+            self._block = self._step(fn)
+        with self.rng.scope():
+            out = self._block(data)
         self.critic_updates += utd
         self.actor_updates += self.actor_updates_per_block
         return out
@@ -217,11 +228,7 @@ class SAC:
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
-        if self.rng_slot is None:
-            action, _ = self.actor(x, deterministic=deterministic, generator=self.generator)
-        else:
-            with self.rng_slot:
-                action, _ = self.actor(x, deterministic=deterministic)
+        action, _ = self.actor(x, deterministic=deterministic, generator=self.act_generator)
         return action.cpu().numpy()
 
     def state_dict(self) -> dict[str, Any]:
@@ -231,24 +238,31 @@ class SAC:
             "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
             "alpha_opt": self.alpha_opt.state_dict(), "critic_updates": self.critic_updates,
             "actor_updates": self.actor_updates, "target_entropy": self.target_entropy,
-            "generator": self.generator.get_state() if self.generator is not None else self.rng_slot.state.clone(),
+            "generator": self.rng.state_dict(),
+            "act_generator": self.act_generator.get_state() if self.captured else None,
         })
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Load a state (a resume). Optimisers replace their state tensors when loading, so any
-        captured graph is dropped and the next update captures anew (its warm-up is undone)."""
+        """Load a state (a resume), also one written on another device or in the other mode
+        (optimisers keep their own mode). Optimisers replace their state tensors when loading, so
+        any captured graph is dropped and the next update captures anew (its warm-up is undone)."""
         check_state(self.kind, state)
-        self._single, self._single_bound, self._block, self._block_bound = {}, None, None, None
-        for name in ("actor", "critic", "critic_target", "actor_opt", "critic_opt", "alpha_opt"):
+        self._single, self._block = {}, None
+        for name in ("actor", "critic", "critic_target"):
             getattr(self, name).load_state_dict(state[name])
+        for name in ("actor_opt", "critic_opt", "alpha_opt"):
+            load_optimizer_state(getattr(self, name), state[name])
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
         self.critic_updates, self.actor_updates = int(state["critic_updates"]), int(state["actor_updates"])
         self.target_entropy = float(state["target_entropy"])
-        if self.generator is not None:
-            self.generator.set_state(state["generator"].cpu())
-        else:
-            self.rng_slot.state = state["generator"].cpu()
+        self.rng.load_state_dict(state["generator"], reseed_with=self.critic_updates)
+        if not self.captured:
+            self.act_generator = self.rng.generator
+        elif state.get("act_generator") is not None and state["act_generator"].numel() == self.act_generator.get_state().numel():
+            self.act_generator.set_state(state["act_generator"].cpu())
+        else:  # written eagerly (one stream for both): continue acting from a derived seed
+            self.act_generator.manual_seed(derived_seed(self.rng.seed, 1, self.critic_updates))
 
     def actor_state(self) -> dict[str, Any]:
         """What a policy checkpoint needs: the actor's weights and sizes."""

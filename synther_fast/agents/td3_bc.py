@@ -3,8 +3,9 @@ policy delay 2, tau 0.005, Adam 3e-4, 2x256 networks, states normalised with the
 mean and std (also for synthetic-only runs, as the published SynthER code).
 
 The update is split into a critic step and an actor step, each a function of static tensors, so
-that on CUDA each is captured once as a graph (agents/graph.py). ``fast=False`` builds the plain
-per-network reference used in tests and benchmarks.
+that on CUDA the fast agent captures each update kind once as a graph (graphs.CapturedStep, which
+copies each call's batch into its static input). ``fast=False`` builds the plain per-network
+reference used in tests and benchmarks; it always runs eagerly.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from torch import nn
 from synther_fast.agents.base import check_state, tag_state, terminal_of
 from synther_fast.agents.networks import make_critic, make_optimizer, mlp, soft_update
 from synther_fast.config import TD3BCConfig
-from synther_fast.graphs import CapturedStep
+from synther_fast.graphs import CapturedStep, DeviceRandom, load_optimizer_state, will_capture
+from synther_fast.replay.sampler import Batch
 from synther_fast.rng import seeded
 
 
@@ -35,14 +37,20 @@ class TD3BC:
             self.critic = make_critic(fast, obs_dim, act_dim).to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = make_optimizer(self.actor.parameters(), config.actor_lr, self.device, fast)
-        self.critic_opt = make_optimizer(self.critic.parameters(), config.critic_lr, self.device, fast)
+        self.captured = fast and will_capture(self.device, config.cuda_graph)
+        self.actor_opt = make_optimizer(self.actor.parameters(), config.actor_lr, self.device, fast, self.captured)
+        self.critic_opt = make_optimizer(self.critic.parameters(), config.critic_lr, self.device, fast, self.captured)
         self.state_mean = torch.as_tensor(state_mean, dtype=torch.float32, device=self.device)
         self.state_std = torch.as_tensor(state_std, dtype=torch.float32, device=self.device)
-        self.generator = None if self.device.type == "cuda" else torch.Generator().manual_seed(seed)
+        self.rng = DeviceRandom(self.device, seed, self.captured)  # the target-policy noise
         self.total_updates = 0
+        self._layout: Any = None
         self._steps: dict[bool, CapturedStep] = {}
-        self._bound: Any = None
+
+    @property
+    def generator(self) -> torch.Generator | None:
+        """The eager noise generator (None when captured: the noise then comes from a CudaRngSlot)."""
+        return self.rng.generator
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
         return (obs - self.state_mean) / self.state_std
@@ -50,7 +58,7 @@ class TD3BC:
     def _critic_step(self, obs, action, reward, next_obs, terminal) -> torch.Tensor:
         cfg = self.config
         with torch.no_grad():
-            noise = torch.randn(action.shape, generator=self.generator, device=action.device)
+            noise = torch.randn(action.shape, generator=self.rng.generator, device=action.device)
             noise = (noise * cfg.policy_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
             next_action = (self.actor_target(next_obs) + noise).clamp(-1.0, 1.0)
             target_q = self.critic_target(next_obs, next_action).min(dim=0).values
@@ -74,8 +82,9 @@ class TD3BC:
         soft_update(self.actor_target, self.actor, self.config.tau)
         return actor_loss.detach()
 
-    def _step_fn(self, batch: Any, with_actor: bool):
-        def run() -> dict[str, torch.Tensor]:
+    def _step_fn(self, layout, with_actor: bool):
+        def run(data: torch.Tensor) -> dict[str, torch.Tensor]:
+            batch = Batch(data, layout)
             obs, next_obs = self.normalize(batch.obs), self.normalize(batch.next_obs)
             reward, terminal = batch.reward.squeeze(-1), terminal_of(batch)
             out = {"critic_loss": self._critic_step(obs, batch.action, reward, next_obs, terminal)}
@@ -86,16 +95,20 @@ class TD3BC:
         return run
 
     def update(self, batch: Any) -> dict[str, torch.Tensor]:
-        """One TD3+BC update on a batch of static tensors (obs, action, reward, next_obs, terminal)."""
+        """One TD3+BC update on a batch (obs, action, reward, next_obs, terminal); captured, its rows
+        are copied into the step's static input."""
+        if self._layout is None:
+            self._layout = batch.layout
+        elif batch.layout != self._layout:
+            raise ValueError(f"this agent updates on rows of {self._layout}, got {batch.layout}")
         self.total_updates += 1
         with_actor = self.total_updates % self.config.policy_freq == 0
-        if batch is not self._bound:  # steps read the batch's tensors in place: rebind (re-capture)
-            self._steps, self._bound = {}, batch
         step = self._steps.get(with_actor)
         if step is None:  # the capture's warm-up is undone: this call is still exactly one update
-            step = self._steps[with_actor] = CapturedStep(self._step_fn(batch, with_actor), self.device,
-                                                          state=self._learned_state())
-        return step()
+            step = self._steps[with_actor] = CapturedStep(self._step_fn(batch.layout, with_actor), self.device,
+                                                          state=self._learned_state(), capture=self.captured)
+        with self.rng.scope():
+            return step(torch.as_tensor(batch.data))
 
     def _learned_state(self) -> list:
         return [self.actor, self.actor_target, self.critic, self.critic_target, self.actor_opt, self.critic_opt]
@@ -112,19 +125,19 @@ class TD3BC:
             "critic": self.critic.state_dict(), "critic_target": self.critic_target.state_dict(),
             "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
             "state_mean": self.state_mean, "state_std": self.state_std,
-            "total_updates": self.total_updates,
-            # On CUDA the target-policy noise comes from the default CUDA generator.
-            "generator": self.generator.get_state() if self.generator is not None else torch.cuda.get_rng_state(),
+            "total_updates": self.total_updates, "generator": self.rng.state_dict(),
         })
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Load a state (also one written on another device or in the other mode). Optimisers
+        replace their state tensors, so captured graphs are dropped and recaptured."""
         check_state(self.kind, state)
-        for name in ("actor", "actor_target", "critic", "critic_target", "actor_opt", "critic_opt"):
+        self._steps = {}
+        for name in ("actor", "actor_target", "critic", "critic_target"):
             getattr(self, name).load_state_dict(state[name])
+        for name in ("actor_opt", "critic_opt"):
+            load_optimizer_state(getattr(self, name), state[name])
         self.state_mean.copy_(state["state_mean"])
         self.state_std.copy_(state["state_std"])
         self.total_updates = int(state["total_updates"])
-        if self.generator is not None:
-            self.generator.set_state(state["generator"].cpu())
-        else:
-            torch.cuda.set_rng_state(state["generator"].cpu())
+        self.rng.load_state_dict(state["generator"], reseed_with=self.total_updates)

@@ -13,7 +13,7 @@ import math
 import torch
 
 from synther_fast.diffusion.edm import HeunSchedule
-from synther_fast.graphs import CapturedStep
+from synther_fast.graphs import CapturedStep, will_capture
 
 
 def _pre(sigma: float, sigma_data: float) -> tuple[float, float, float, float]:
@@ -42,7 +42,10 @@ class FusedHeunSampler:
         self.noise_mode = noise
         n = schedule.num_steps
         self.noise = torch.empty((n + 1, rows, width), device=self.device) if noise == "input" else None
-        self.graph_enabled = self.device.type == "cuda" if graph is None else graph
+        if graph and self.device.type != "cuda":
+            raise ValueError("a captured sampler needs a CUDA device")
+        # graph=None: captured on CUDA unless SYNTHER_FAST_CUDA_GRAPHS=0
+        self.graph_enabled = will_capture(self.device, True if graph is None else graph)
         if self.graph_enabled and generator is not None:
             raise ValueError("a captured sampler draws from the default CUDA generator; seed it with "
                              "torch.cuda.manual_seed instead of passing a generator")

@@ -20,7 +20,7 @@ from torch import nn
 
 from synther_fast.config import EDMConfig, TrainerConfig
 from synther_fast.diffusion.edm import edm_loss
-from synther_fast.graphs import CapturedStep, CudaRngSlot
+from synther_fast.graphs import CapturedStep, DeviceRandom, load_optimizer_state, will_capture
 
 
 def ema_decay(call_index: int, config: TrainerConfig) -> float | None:
@@ -67,7 +67,7 @@ class DiffusionTrainer:
         self.ema = copy.deepcopy(network).requires_grad_(False).eval()
         # One process: capture the step as a CUDA graph. Data-parallel: DDP's gradient hooks
         # all-reduce during backward, so the step stays eager.
-        self.graphed = device.type == "cuda" and config.cuda_graph and world == 1
+        self.graphed = will_capture(device, config.cuda_graph) and world == 1
         self.forward_network: nn.Module = network
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -75,22 +75,19 @@ class DiffusionTrainer:
             self.forward_network = DistributedDataParallel(
                 network, device_ids=[device.index] if device.type == "cuda" else None)
         if self.graphed:
-            # Capturable AdamW reads its lr from a device tensor that the scheduler fills in place;
-            # the draws come from the default CUDA generator (which graphs replay correctly), with
-            # this fit's own state swapped in around each step (no global reseeding).
+            # Capturable AdamW reads its lr from a device tensor that the scheduler fills in place.
             self.optimizer = torch.optim.AdamW(
                 network.parameters(), lr=torch.tensor(config.lr, device=device), betas=tuple(config.betas),
                 weight_decay=config.weight_decay, capturable=True, foreach=True,
             )
-            self.rng_slot: CudaRngSlot | None = CudaRngSlot(device, seed)
-            self.generator = None
         else:
             self.optimizer = torch.optim.AdamW(
                 network.parameters(), lr=config.lr, betas=tuple(config.betas),
                 weight_decay=config.weight_decay,
             )
-            self.generator = torch.Generator(device=device).manual_seed(seed)
-            self.rng_slot = None
+        # Captured, the draws come from the default CUDA generator (which graphs replay correctly)
+        # with this fit's own state swapped in around each step; eager, from a generator of its own.
+        self.rng = DeviceRandom(device, seed, self.graphed)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.steps)
         self.step = 0
         # The EMA call counter lives on the device so that the EMA update is tensor ops only.
@@ -100,11 +97,16 @@ class DiffusionTrainer:
         self._captured = CapturedStep(self._step_body, device, capture=self.graphed,
                                       state=(network, self.ema, self.optimizer, self.ema_calls))
 
+    @property
+    def generator(self) -> torch.Generator | None:
+        """The eager fit's generator (None when captured: draws then come from a CudaRngSlot)."""
+        return self.rng.generator
+
     def _step_body(self) -> torch.Tensor:
         """Batch draw, loss, backward, clip, optimiser step and EMA: no host synchronisation."""
-        index = torch.randint(0, self.data.shape[0], (self.batch_size,), generator=self.generator,
+        index = torch.randint(0, self.data.shape[0], (self.batch_size,), generator=self.rng.generator,
                               device=self.data.device)
-        loss = edm_loss(self.forward_network, self.data[index], self.edm, self.generator, self.rows)
+        loss = edm_loss(self.forward_network, self.data[index], self.edm, self.rng.generator, self.rows)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.network.parameters(), self.config.grad_clip, foreach=True)
@@ -120,11 +122,8 @@ class DiffusionTrainer:
         captures the step (graphs.CapturedStep); every call, that one included, is one step.
         """
         self.network.train()
-        if self.rng_slot is None:
+        with self.rng.scope():
             loss = self._captured()
-        else:
-            with self.rng_slot:
-                loss = self._captured()
         self.scheduler.step()
         self.step += 1
         return loss
@@ -151,35 +150,18 @@ class DiffusionTrainer:
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "generator": self.generator.get_state() if self.generator is not None else self.rng_slot.state.clone(),
+            "generator": self.rng.state_dict(),
             "ema_calls": self.ema_calls.clone(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Load a checkpoint (also one written eagerly or on another device). The optimiser
+        replaces its state tensors, so a captured step is released and captured anew."""
+        self._captured.release()
         self.network.load_state_dict(state["network"])
         self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(matching_optimizer_state(state["optimizer"], self.optimizer))
+        load_optimizer_state(self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        if self.generator is not None:
-            self.generator.set_state(state["generator"].cpu())
-        else:
-            self.rng_slot.state = state["generator"].cpu()
+        self.rng.load_state_dict(state["generator"], reseed_with=int(state["step"]))
         self.ema_calls.copy_(state["ema_calls"])
         self.step = int(state["step"])
-
-
-def matching_optimizer_state(saved: dict[str, Any], optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """``saved`` with this optimiser's own ``capturable`` setting and lr type in every group.
-
-    A checkpoint written by a captured (CUDA-graph) fit holds a tensor lr and capturable=True, one
-    written by an eager fit (CPU, or data-parallel under torchrun) a float lr and capturable=False;
-    loading either as saved would switch this fit's optimiser to the other mode (which graph
-    capture rejects). The values (lr, moments, step counts) are kept.
-    """
-    groups = []
-    for mine, theirs in zip(optimizer.param_groups, saved["param_groups"]):
-        group = dict(theirs, capturable=mine.get("capturable", False))
-        lr = float(theirs["lr"])
-        group["lr"] = torch.tensor(lr, device=mine["lr"].device) if isinstance(mine["lr"], torch.Tensor) else lr
-        groups.append(group)
-    return {**saved, "param_groups": groups}

@@ -149,3 +149,34 @@ class Prefetcher:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class StagedBlock:
+    """Rows drawn on the host (pinned memory on CUDA) and the device tensor the learner reads.
+
+    ``fill(draw)`` lets ``draw`` write the host rows, then copies them to the device without
+    blocking. The copy reads the host rows while the host runs on, so the next ``fill`` first
+    waits for the previous copy's event: the sampler never rewrites rows a copy is still reading.
+    On the CPU the host rows are the device rows.
+    """
+
+    def __init__(self, shape: tuple[int, ...], device: Any) -> None:
+        import torch
+
+        self._torch = torch
+        self.device = torch.device(device)
+        self.asynchronous = self.device.type == "cuda"
+        self.host = torch.zeros(shape, pin_memory=self.asynchronous)
+        self.rows = torch.zeros(shape, device=self.device) if self.asynchronous else self.host
+        self._copied: Any = None  # the event recorded after the last copy out of self.host
+
+    def fill(self, draw: Any) -> Any:
+        """``draw(host_rows)``, then the rows on the device (the same tensor every call)."""
+        if self._copied is not None:
+            self._copied.synchronize()
+        draw(self.host)
+        if self.asynchronous:
+            self.rows.copy_(self.host, non_blocking=True)
+            self._copied = self._torch.cuda.Event()
+            self._copied.record()
+        return self.rows
