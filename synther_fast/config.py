@@ -286,6 +286,9 @@ class IQLConfig:
     """on CUDA, capture each update as a graph (the fast agent only; SYNTHER_FAST_CUDA_GRAPHS=0 turns every capture off)"""
 
 
+ENTROPY_RULES = ("auto", "mbpo")
+
+
 @dataclass(frozen=True)
 class SACConfig:
     """SAC as the REDQ code that SynthER's online experiments run (Chen et al. 2021)."""
@@ -311,7 +314,11 @@ class SACConfig:
     num_min: int = 2
     """critics drawn at random (without replacement) for the min in the target: REDQ uses 10 and 2"""
     target_entropy: float | None = None
-    """None: the REDQ code's 'mbpo' values (Hopper -1, HalfCheetah -3, Walker2d -3, ...; -|A| elsewhere)"""
+    """the temperature's target entropy; None: set by entropy_rule"""
+    entropy_rule: str = "auto"
+    """target entropy when target_entropy is None: 'auto' = -|A| on every task (what SynthER's
+    published online entry point passes); 'mbpo' = the REDQ code's own default table (Hopper -1,
+    HalfCheetah -3, Walker2d -3, Ant -4, Humanoid -2; -|A| elsewhere)"""
     cuda_graph: bool = True
     """on CUDA, capture each environment step's learner block as one graph (the fast agent only; SYNTHER_FAST_CUDA_GRAPHS=0 turns every capture off)"""
 
@@ -325,6 +332,8 @@ class SACConfig:
             raise ValueError(f"SACConfig.num_min ({self.num_min}) cannot exceed num_critics ({self.num_critics})")
         if not 0.0 <= self.polyak < 1.0:
             raise ValueError(f"SACConfig.polyak must lie in [0, 1), got {self.polyak}")
+        if self.entropy_rule not in ENTROPY_RULES:
+            raise ValueError(f"SACConfig.entropy_rule must be one of {ENTROPY_RULES}, got {self.entropy_rule!r}")
 
 
 def sac_utd1() -> SACConfig:
@@ -444,7 +453,7 @@ class OnlineConfig(Serialisable):
     """the diffusion model fitted at each refit (its seed is the run's + refit index)"""
     retrain_every: int = 10_000
     """environment steps between diffusion refits (each a fresh model on the whole real replay)"""
-    num_samples: int = 200_000
+    num_samples: int = 1_000_000
     """synthetic rows generated at each refit; they replace the previous ones"""
     synthetic_capacity: int = 1_000_000
     """capacity of the synthetic ring buffer"""
@@ -518,7 +527,8 @@ def online_sac_for(algo: str) -> SACConfig:
 
 
 def online_paper(algo: str = "sac-synther") -> OnlineConfig:
-    """The published online settings (100k env steps, refit every 10k, 200k samples per refit)."""
+    """The published online settings (100k env steps, refit every 10k, 1M samples per refit as the
+    README's commands for the reported runs; the published gin files say 200k)."""
     return OnlineConfig(algo=algo, sac=online_sac_for(algo), preset="paper")
 
 

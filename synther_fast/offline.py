@@ -109,7 +109,7 @@ def _report_phase(run: Run) -> None:
         warnings.warn(f"the data-quality report could not be written ({type(exc).__name__}: {exc}); "
                       f"run `synther-fast report {run.path}` to retry", RuntimeWarning, stacklevel=3)
         return
-    run.state["report"] = str(path)
+    run.record("report", str(path))
 
 
 def _load_given_dataset(config: OfflineConfig, spec):
@@ -224,7 +224,7 @@ class OfflineData:
 
 
 def _agent_phase(run: Run, arm: str, data: OfflineData, device, progress: bool):
-    from synther_fast.evaluation import evaluate, normalized_score
+    from synther_fast.evaluation import evaluation_record
     from synther_fast.replay import MixedSampler, Prefetcher, ReplayBuffer
 
     config: OfflineConfig = run.config
@@ -270,11 +270,7 @@ def _agent_phase(run: Run, arm: str, data: OfflineData, device, progress: bool):
             step += 1
             bar.update(1)
             if step % config.eval_every == 0 or step == config.agent_steps:
-                returns = evaluate(agent.act, config.env, config.eval_episodes, seed=10_000 + config.seed)
-                record = {"return_mean": float(returns.mean()), "return_std": float(returns.std())}
-                score = normalized_score(config.env, record["return_mean"])
-                if score is not None:
-                    record["normalized_score"] = score
+                record = evaluation_record(agent.act, config.env, config.eval_episodes, config.seed, len(evaluations))
                 record |= {k: float(v) for k, v in losses.items()}
                 evaluations.append({"step": step, **record})
                 run.logger().log(phase, step, record)

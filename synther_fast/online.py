@@ -268,15 +268,11 @@ class OnlineLoop:
             self.last_metrics = self.agent.update_block(rows, self.layout)
 
     def evaluate(self) -> dict[str, Any]:
-        from synther_fast.evaluation import evaluate, normalized_score
+        from synther_fast.evaluation import evaluation_record
 
-        returns = evaluate(lambda o: self.agent.act(o, deterministic=True), self.config.env,
-                           self.config.eval_episodes, seed=10_000 + self.config.seed)
-        record: dict[str, Any] = {"env_step": self.t, "return_mean": float(returns.mean()),
-                                  "return_std": float(returns.std())}
-        score = normalized_score(self.config.env, record["return_mean"])
-        if score is not None:
-            record["normalized_score"] = score
+        policy = lambda o: self.agent.act(o, deterministic=True)
+        record = {"env_step": self.t} | evaluation_record(policy, self.config.env, self.config.eval_episodes,
+                                                          self.config.seed, len(self.evaluations))
         record |= {k: float(v) for k, v in self.last_metrics.items()}  # the one host sync per eval
         record |= {"critic_updates": self.agent.critic_updates, "actor_updates": self.agent.actor_updates}
         self.seconds["learner"] = self.learner_timer.total()

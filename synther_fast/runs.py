@@ -123,6 +123,11 @@ class Run:
         self.state["done"][phase] = info
         self._write_state()
 
+    def record(self, key: str, value: Any) -> None:
+        """Keep ``value`` in the run state under ``key`` (written to ``state.json`` at once)."""
+        self.state[key] = value
+        self._write_state()
+
     def _write_state(self) -> None:
         write_json(self.file("state.json"), self.state)
 

@@ -166,3 +166,21 @@ def test_cuda_graph_update_equals_eager(algo: str) -> None:
         torch.testing.assert_close(out[key], ref[key], rtol=1e-5, atol=1e-6)
     for a, b in zip(graphed.actor.parameters(), eager.actor.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("algo", ["td3_bc", "iql"])
+def test_hidden_sizes_reach_every_network_and_init_is_corls(algo: str) -> None:
+    """``hidden`` sets the critics too (it used to leave them at 256x256); the networks keep
+    PyTorch's default initialisation, as CORL's TD3+BC and IQL: uniform +-1/sqrt(fan_in)."""
+    hidden = (24, 12)
+    agent = (TD3BC(3, 2, TD3BCConfig(hidden=hidden), MEAN, STD) if algo == "td3_bc"
+             else IQL(3, 2, IQLConfig(hidden=hidden), MEAN, STD))
+    critic = agent.critic if algo == "td3_bc" else agent.q
+    assert [tuple(layer.weight.shape[1:]) for layer in critic.net.layers] == [(5, 24), (24, 12), (12, 1)]
+    for layer in critic.net.layers:
+        bound = 1 / layer.weight.shape[1] ** 0.5
+        assert float(layer.weight.abs().max()) <= bound and float(layer.bias.abs().max()) <= bound
+    actor_linears = [m for m in agent.actor.modules() if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in actor_linears] == [24, 12, 2]
+    if algo == "iql":
+        assert [m.out_features for m in agent.v if isinstance(m, torch.nn.Linear)] == [24, 12, 1]

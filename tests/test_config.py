@@ -77,7 +77,8 @@ def test_bad_online_values_are_refused(overrides, match) -> None:
 def test_online_presets_follow_the_paper() -> None:
     paper = online_paper()
     assert (paper.env_steps, paper.retrain_every, paper.num_samples, paper.synthetic_capacity) == \
-        (100_000, 10_000, 200_000, 1_000_000)
+        (100_000, 10_000, 1_000_000, 1_000_000)  # 1M per refit: the README commands of the reported runs
+    assert paper.sac.target_entropy is None and paper.sac.entropy_rule == "auto"  # -|A|, online_exp.py
     assert (paper.sac.utd, paper.sac.policy_update_delay, paper.sac.num_critics, paper.sac.start_steps) == (20, 20, 2, 5000)
     assert paper.synther.denoiser.width == 1024 and paper.synther.denoiser.dim_t == 256
     assert online_paper("redq").sac.num_critics == 10 and online_paper("redq").sac.num_min == 2

@@ -59,3 +59,27 @@ def test_unknown_name_lists_valid_ones() -> None:
     with pytest.raises(ValueError, match="valid names: .*HalfCheetah-v5.*dmc:cheetah-run"):
         make_env("HalfCheetah-v2")
     assert "dmc:quadruped-walk" in ENV_NAMES
+
+
+def test_dmc_episodes_reseed_the_task_without_rebuilding_it(monkeypatch) -> None:
+    """reset(seed=s) reseeds the task's random state in place: the episode equals that of a task
+    built with random=s, and no model is compiled again (suite.load once, not per episode)."""
+    from dm_control import suite
+
+    loads = []
+    real_load = suite.load
+    monkeypatch.setattr(suite, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    env = make_env("dmc:reacher-hard", seed=0)
+    actions = np.random.default_rng(1).uniform(-1, 1, (4, env.action_space.shape[0]))
+    runs = []
+    for seed in (5, 9, 5):
+        obs, _ = env.reset(seed=seed)
+        runs.append(np.array([obs] + [env.step(a)[0] for a in actions]))
+    assert len(loads) == 1
+    np.testing.assert_array_equal(runs[0], runs[2])
+    assert not np.array_equal(runs[0][0], runs[1][0])  # another seed, another goal
+    from synther_fast.envs.factory import DMCEnv
+
+    fresh = DMCEnv("dmc:reacher-hard", seed=5)  # a task built with random=5, first episode
+    obs, _ = fresh.reset()
+    np.testing.assert_array_equal(np.array([obs] + [fresh.step(a)[0] for a in actions]), runs[0])

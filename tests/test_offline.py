@@ -50,6 +50,7 @@ def test_end_to_end_writes_everything(tmp_path) -> None:
         assert f["rows"].shape == (1000, 2 * 17 + 6 + 2)
     report = (run / "report" / "report.md").read_text()  # the data-quality report, at the end
     assert "ynamics" in report and (run / "report" / "dynamics_vs_novelty.png").exists()
+    assert json.loads((run / "state.json").read_text())["report"] == str(run / "report" / "report.md")
 
 
 def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, monkeypatch) -> None:

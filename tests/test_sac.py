@@ -99,9 +99,56 @@ def test_redq_target_is_the_min_over_a_random_pair() -> None:
     assert len(seen) > 4  # different pairs are drawn
 
 
-def test_target_entropy_is_the_redq_codes() -> None:
-    assert target_entropy_for("Hopper-v5", 3) == -1.0 and target_entropy_for("HalfCheetah-v5", 6) == -3.0
-    assert target_entropy_for("Walker2d-v5", 6) == -3.0 and target_entropy_for("dmc:cheetah-run", 6) == -6.0
+def test_target_entropy_is_minus_the_action_dimension_as_the_published_entry_point() -> None:
+    """SynthER's online_exp.py passes target_entropy='auto' (-|A|) on every task; the REDQ code's
+    own 'mbpo' table is a named option."""
+    assert SAC(11, 3, SACConfig(**TINY), env_name="Hopper-v5").target_entropy == -3.0
+    assert SAC(17, 6, SACConfig(**TINY), env_name="HalfCheetah-v5").target_entropy == -6.0
+    assert target_entropy_for("Humanoid-v5", 17) == -17.0 and target_entropy_for("dmc:cheetah-run", 6) == -6.0
+    mbpo = SACConfig(**TINY, entropy_rule="mbpo")
+    assert SAC(11, 3, mbpo, env_name="Hopper-v5").target_entropy == -1.0
+    assert target_entropy_for("Walker2d-v5", 6, "mbpo") == -3.0 and target_entropy_for("dmc:cheetah-run", 6, "mbpo") == -6.0
+    assert SAC(11, 3, SACConfig(**TINY, target_entropy=-0.5), env_name="Hopper-v5").target_entropy == -0.5
+    with pytest.raises(ValueError, match="entropy_rule"):
+        SACConfig(entropy_rule="redq")
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@torch.no_grad()
+def test_networks_start_from_the_redq_codes_initialisation(fast: bool) -> None:
+    """xavier-uniform weights (gain 1), zero biases; the actor's mean and log-std heads each as a
+    |A| x 256 layer (REDQ's two heads). Bounds sqrt(6 / (fan_in + fan_out)), filled to within 2%."""
+    agent = SAC(17, 6, SACConfig(), seed=0, fast=fast)
+    layers = ([(layer.weight[e].T, layer.bias[e]) for layer in agent.critic.net.layers for e in range(2)] if fast else
+              [(m.weight, m.bias) for net in agent.critic.nets for m in net if isinstance(m, torch.nn.Linear)])
+    head = agent.actor.net[-1]
+    layers += [(m.weight, m.bias) for m in agent.actor.net if isinstance(m, torch.nn.Linear)][:-1]
+    layers += [(head.weight[:6], head.bias[:6]), (head.weight[6:], head.bias[6:])]
+    for weight, bias in layers:
+        fan_out, fan_in = weight.shape
+        bound = math.sqrt(6.0 / (fan_in + fan_out))
+        assert 0.98 * bound < float(weight.abs().max()) <= bound, (tuple(weight.shape), bound)
+        assert torch.all(bias == 0)
+    # PyTorch's default (uniform +-1/sqrt(fan_in)) would give the 256 -> 1 output layer 1/16, not 0.153
+    assert float(agent.critic_target.net.layers[-1].weight.abs().max() if fast else
+                 agent.critic_target.nets[0][-1].weight.abs().max()) > 0.14
+
+
+def test_initialisation_and_noise_draw_from_separate_streams() -> None:
+    from synther_fast.agents.base import INIT_STREAM, NOISE_STREAM
+    from synther_fast.rng import derived_seed, seeded
+
+    agent = SAC(4, 2, SACConfig(**TINY), seed=3)
+    with seeded(derived_seed(3, INIT_STREAM)):
+        from synther_fast.agents.sac import TanhGaussianActor
+
+        actor = TanhGaussianActor(4, 2, (16, 16))
+    for a, b in zip(agent.actor.parameters(), actor.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    noise = torch.Generator().manual_seed(derived_seed(3, NOISE_STREAM))
+    assert torch.equal(agent.rng.generator.get_state(), noise.get_state())
+    # the old scheme seeded both with the run seed itself: the first draws of the two coincided
+    assert not torch.equal(torch.Generator().manual_seed(derived_seed(3, INIT_STREAM)).get_state(), noise.get_state())
 
 
 def test_state_dict_round_trip_continues_identically() -> None:

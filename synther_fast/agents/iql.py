@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from synther_fast.agents.base import check_state, tag_state, terminal_of
+from synther_fast.agents.base import INIT_STREAM, check_state, tag_state, terminal_of
 from synther_fast.agents.networks import LOG_STD_MAX, LOG_STD_MIN, make_critic, make_optimizer, mlp, soft_update
 from synther_fast.config import IQLConfig
 from synther_fast.graphs import CapturedStep, load_optimizer_state, will_capture
 from synther_fast.replay.sampler import Batch
-from synther_fast.rng import seeded
+from synther_fast.rng import derived_seed, seeded
 
 EXP_ADV_MAX = 100.0
 
@@ -53,8 +53,8 @@ class IQL:
                  state_std: np.ndarray, device: str | torch.device = "cpu", fast: bool = True,
                  seed: int = 0) -> None:
         self.config, self.device, self.fast = config, torch.device(device), fast
-        with seeded(seed):
-            self.q = make_critic(fast, obs_dim, act_dim).to(self.device)
+        with seeded(derived_seed(seed, INIT_STREAM)):  # CORL keeps PyTorch's default init
+            self.q = make_critic(fast, obs_dim, act_dim, hidden=config.hidden).to(self.device)
             self.v = mlp(obs_dim, 1, config.hidden).to(self.device)
             self.actor = GaussianPolicy(obs_dim, act_dim, config.hidden).to(self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)

@@ -118,8 +118,27 @@ class SeparateCritics(nn.Module):
         return self.nets[0](torch.cat([obs, action], dim=-1)).squeeze(-1)
 
 
-def make_critic(fast: bool, obs_dim: int, act_dim: int, ensemble: int = 2) -> nn.Module:
-    return TwinCritic(obs_dim, act_dim, ensemble) if fast else SeparateCritics(obs_dim, act_dim, ensemble)
+def make_critic(fast: bool, obs_dim: int, act_dim: int, ensemble: int = 2,
+                hidden: tuple[int, ...] = (256, 256)) -> nn.Module:
+    cls = TwinCritic if fast else SeparateCritics
+    return cls(obs_dim, act_dim, ensemble, hidden)
+
+
+@torch.no_grad()
+def xavier_init_(module: nn.Module) -> nn.Module:
+    """The REDQ code's initialisation (``weights_init_`` in redq/algos/core.py, which SynthER's
+    online agent uses): xavier-uniform weights (gain 1) and zero biases, for every nn.Linear and
+    for every member of an EnsembleLinear (each member's own in x out matrix). PyTorch's default
+    (what CORL's TD3+BC and IQL keep) draws uniform +-1/sqrt(fan_in) instead."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, EnsembleLinear):
+            for member in m.weight:
+                nn.init.xavier_uniform_(member)
+            nn.init.zeros_(m.bias)
+    return module
 
 
 @torch.no_grad()

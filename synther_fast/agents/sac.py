@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from synther_fast.agents.base import check_state, tag_state, terminal_of
+from synther_fast.agents.base import ACT_STREAM, INIT_STREAM, NOISE_STREAM, check_state, tag_state, terminal_of
 from synther_fast.agents.networks import (
     LOG_STD_MAX,
     LOG_STD_MIN,
@@ -37,6 +37,7 @@ from synther_fast.agents.networks import (
     make_optimizer,
     mlp,
     soft_update,
+    xavier_init_,
 )
 from synther_fast.config import SACConfig
 from synther_fast.graphs import CapturedStep, DeviceRandom, load_optimizer_state, will_capture
@@ -44,12 +45,15 @@ from synther_fast.replay.sampler import Batch
 from synther_fast.rng import derived_seed, seeded
 
 MBPO_TARGET_ENTROPY = {"Hopper": -1.0, "HalfCheetah": -3.0, "Walker2d": -3.0, "Ant": -4.0, "Humanoid": -2.0}
-"""The REDQ code's target_entropy='mbpo' values; other tasks use -|A|."""
+"""The REDQ code's target_entropy='mbpo' values (its default); other tasks use -|A| there too."""
 
 
-def target_entropy_for(env_name: str | None, act_dim: int) -> float:
-    """The REDQ code's 'mbpo' target entropy for gym tasks, -|A| elsewhere."""
-    if env_name and not env_name.startswith("dmc:"):
+def target_entropy_for(env_name: str | None, act_dim: int, rule: str = "auto") -> float:
+    """'auto': -|A| on every task (SynthER's online_exp.py passes target_entropy='auto');
+    'mbpo': the REDQ code's default per-task table for gym tasks, -|A| elsewhere."""
+    if rule not in ("auto", "mbpo"):
+        raise ValueError(f"unknown target-entropy rule {rule!r}: 'auto' or 'mbpo'")
+    if rule == "mbpo" and env_name and not env_name.startswith("dmc:"):
         key = env_name.split("-")[0]
         if key in MBPO_TARGET_ENTROPY:
             return MBPO_TARGET_ENTROPY[key]
@@ -57,9 +61,17 @@ def target_entropy_for(env_name: str | None, act_dim: int) -> float:
 
 
 class TanhGaussianActor(nn.Module):
+    """Mean and log std from one output layer of 2|A| units (the REDQ code has two heads of |A|:
+    initialised as two heads, so the weights follow the same distribution)."""
+
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]) -> None:
         super().__init__()
         self.net = mlp(obs_dim, 2 * act_dim, hidden)
+        xavier_init_(self.net)
+        with torch.no_grad():
+            head = self.net[-1].weight
+            nn.init.xavier_uniform_(head[:act_dim])  # the mean head, |A| x hidden
+            nn.init.xavier_uniform_(head[act_dim:])  # the log-std head
 
     def forward(self, obs: torch.Tensor, deterministic: bool = False, generator=None):
         mean, log_std = self.net(obs).chunk(2, dim=-1)
@@ -84,25 +96,26 @@ class SAC:
         self.config = config = SACConfig() if config is None else config
         self.device = torch.device(device)
         self.obs_dim, self.act_dim, self.fast = obs_dim, act_dim, fast
-        with seeded(seed):
+        with seeded(derived_seed(seed, INIT_STREAM)):  # REDQ's init: xavier-uniform, zero biases
             self.actor = TanhGaussianActor(obs_dim, act_dim, config.hidden).to(self.device)
             critic_cls = TwinCritic if fast else SeparateCritics
-            self.critic = critic_cls(obs_dim, act_dim, config.num_critics, config.hidden).to(self.device)
+            self.critic = xavier_init_(critic_cls(obs_dim, act_dim, config.num_critics, config.hidden)).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.zeros((), device=self.device, requires_grad=True)
         self.target_entropy = (config.target_entropy if config.target_entropy is not None
-                               else target_entropy_for(env_name, act_dim))
+                               else target_entropy_for(env_name, act_dim, config.entropy_rule))
         # Captured on CUDA unless disabled (SACConfig.cuda_graph, SYNTHER_FAST_CUDA_GRAPHS=0); the
         # plain reference is never captured (its per-parameter Adam is not capturable either).
         self.captured = fast and will_capture(self.device, config.cuda_graph)
         self.actor_opt = make_optimizer(self.actor.parameters(), config.lr, self.device, fast, self.captured)
         self.critic_opt = make_optimizer(self.critic.parameters(), config.lr, self.device, fast, self.captured)
         self.alpha_opt = make_optimizer([self.log_alpha], config.lr, self.device, fast, self.captured)
-        self.rng = DeviceRandom(self.device, seed, self.captured)
+        self.rng = DeviceRandom(self.device, derived_seed(seed, NOISE_STREAM), self.captured)
         # act() runs eagerly: captured, it draws from a generator of its own (no swapping of the
         # update stream's slot in and out around every environment step); eager, from the one stream.
-        self.act_generator = (torch.Generator(device=self.device).manual_seed(derived_seed(seed, 1))
+        self.act_generator = (torch.Generator(device=self.device).manual_seed(derived_seed(seed, ACT_STREAM))
                               if self.captured else self.rng.generator)
+        self.seed = seed
         self.critic_updates = 0
         self.actor_updates = 0
         self._layout: Any = None
@@ -262,7 +275,7 @@ class SAC:
         elif state.get("act_generator") is not None and state["act_generator"].numel() == self.act_generator.get_state().numel():
             self.act_generator.set_state(state["act_generator"].cpu())
         else:  # written eagerly (one stream for both): continue acting from a derived seed
-            self.act_generator.manual_seed(derived_seed(self.rng.seed, 1, self.critic_updates))
+            self.act_generator.manual_seed(derived_seed(self.seed, ACT_STREAM, self.critic_updates))
 
     def actor_state(self) -> dict[str, Any]:
         """What a policy checkpoint needs: the actor's weights and sizes."""

@@ -136,7 +136,9 @@ class DMCEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: Any = None):
         super().reset(seed=seed)
         if seed is not None:
-            self._env = self._make(seed)
+            # Reseed the task's own random state in place: the same draws as a task built with
+            # random=seed, without recompiling the model (suite.load) on every episode.
+            self._env.task.random.seed(seed)
         step = self._env.reset()
         return self._flatten(step.observation), {}
 
