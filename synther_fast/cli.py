@@ -24,6 +24,7 @@ from synther_fast.config import (
     OfflineConfig,
     OnlineConfig,
     SynthERConfig,
+    for_task,
     validated,
     validation_paused,
 )
@@ -221,7 +222,7 @@ class Fit:
         with process_group(self.device) as device:
             resume = ckpt if self.resume and ckpt.exists() else None
             barrier()  # every rank has checked the files before rank 0 writes any
-            model = SynthER(layout, self.synther, device)
+            model = SynthER(layout, for_task(self.synther, dataset.env_name), device)
             model.fit(dataset.to_rows(layout), checkpoint=ckpt, resume=resume)
             if is_main_process():
                 model.save(out)

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from synther_fast.envs.health import HEALTH_RULES
+
 T = TypeVar("T")
 _VALIDATION_PAUSED = False
 S = TypeVar("S", bound="Serialisable")
@@ -114,6 +116,8 @@ class NormalizerConfig:
     """'standard' (zero mean, unit std) or 'minmax' (to [-1, 1]; samples are clamped there)"""
     skip_reward: bool = False
     """leave the reward column unnormalised (the published online DMC setting)"""
+    normalize_terminal: bool = False
+    """standardise the 0/1 terminal column like the others (the published code leaves it as is)"""
 
     def __post_init__(self) -> None:
         if _VALIDATION_PAUSED:
@@ -161,14 +165,26 @@ class TrainerConfig:
         _non_negative(self, "ema_warmup")
 
 
+TERMINAL_LABELS = ("auto", "rule", "classifier", "threshold")
+
+
 @dataclass(frozen=True)
 class GenerationConfig:
     """Sampling rows from a fitted model."""
 
     chunk_size: int = 100_000
     """rows per sampler call (the published batches of 100k)"""
-    terminal_threshold: float = 0.5
-    """generated terminals at or above this become 1, else 0"""
+    terminals: str = "auto"
+    """how generated rows get their 0/1 terminal: 'rule' (the task's termination rule applied to
+    the generated next_obs: Hopper-v5, Walker2d-v5), 'classifier' (a termination classifier on
+    next_obs fitted on the real rows with the model), 'threshold' (the generated value at or above
+    terminal_threshold: the published code, which at quick scale gave ~10x too few terminals; see
+    docs/RESULTS.md), 'auto' ('rule' where the task has one, else 'classifier')"""
+    task: str | None = None
+    """the environment the rows come from (the pipelines set it): selects the termination rule"""
+    terminal_threshold: float | None = 0.5
+    """for terminals='threshold': generated values at or above this become 1, else 0; None keeps
+    the raw generated value (what the published online code stores)"""
     clip_actions: bool = False
     """clip generated actions to action_bounds (the published code does not)"""
     action_bounds: tuple[float, float] = (-1.0, 1.0)
@@ -178,6 +194,10 @@ class GenerationConfig:
         if _VALIDATION_PAUSED:
             return
         _positive(self, "chunk_size")
+        _choice(self, "terminals", TERMINAL_LABELS)
+        if self.terminals == "rule" and self.task not in HEALTH_RULES:
+            raise ValueError(f"GenerationConfig.terminals='rule' needs a task with a termination rule "
+                             f"({', '.join(HEALTH_RULES)}), got task={self.task!r}; use 'classifier' or 'auto'")
 
 
 @dataclass(frozen=True)
@@ -198,6 +218,14 @@ class SynthERConfig(Serialisable):
     """initial weights, batch draws and training noise"""
     preset: str = "custom"
     """name of the preset this config came from (informational)"""
+
+
+def for_task(config: SynthERConfig, task: str | None) -> SynthERConfig:
+    """``config`` told which environment its rows come from (for the terminal rule), unless it
+    names one already."""
+    if task is None or config.generation.task is not None:
+        return config
+    return dataclasses.replace(config, generation=dataclasses.replace(config.generation, task=task))
 
 
 def resolve_batch_size(config: TrainerConfig, n_rows: int) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from synther_fast.config import ARMS, OFFLINE_PRESETS, OfflineConfig, offline_paper, offline_quick
+from synther_fast.config import ARMS, OFFLINE_PRESETS, OfflineConfig, for_task, offline_paper, offline_quick
 from synther_fast.io import atomic_write
 from synther_fast.progress import progress_bar
 from synther_fast.runs import Run, RunError, read_checkpoint, write_json
@@ -164,7 +164,7 @@ def _diffusion_phase(config: OfflineConfig, run: Run, real_rows, layout, device,
     path, ckpt = run.file("synther.pt"), run.file("synther.ckpt")
     if run.done("diffusion") and path.exists():
         return SynthER.load(path, map_location=device)
-    model = SynthER(layout, config.synther, device)
+    model = SynthER(layout, for_task(config.synther, config.env), device)
     model.fit(real_rows, checkpoint=ckpt, resume=ckpt if ckpt.exists() else None, progress=progress)
     model.save(path)
     run.mark_done("diffusion", {"steps": model.trained_steps, "final_loss": model.history[-1]["loss"]})

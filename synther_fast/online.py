@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from synther_fast.config import OnlineConfig
+from synther_fast.config import OnlineConfig, for_task
 from synther_fast.progress import progress_bar
 from synther_fast.replay import MixedSampler
 from synther_fast.replay.prefetch import StagedBlock
@@ -53,7 +53,7 @@ class OnlineResult:
 
 def synther_config_for(config: OnlineConfig, suite: str):
     """The refit's diffusion settings: DMC rewards stay unnormalised (the published choice)."""
-    synther = config.synther
+    synther = for_task(config.synther, config.env)
     if suite == "dmc" and not synther.normalizer.skip_reward:
         synther = dataclasses.replace(synther, normalizer=dataclasses.replace(synther.normalizer, skip_reward=True))
     return synther

@@ -12,6 +12,7 @@ import fake_cuda
 import numpy as np
 import pytest
 import torch
+from agent_rows import agent_rows
 from fake_cuda import HostSyncError, HostSyncGuard
 
 from synther_fast import graphs
@@ -35,11 +36,7 @@ def fake(monkeypatch):
 
 
 def rows(n: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    data = torch.randn(n, Batch.row_width(LAYOUT), generator=g)
-    data[:, LAYOUT.action] = data[:, LAYOUT.action].tanh()
-    data[:, LAYOUT.terminal] = (torch.rand(n, 1, generator=g) < 0.3).float()
-    return data
+    return agent_rows(n, seed, LAYOUT)
 
 
 def assert_same(a, b) -> None:

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from agent_rows import agent_rows
 
 from synther_fast.agents.sac import SAC, target_entropy_for
 from synther_fast.config import SACConfig
@@ -20,11 +21,7 @@ TINY = dict(hidden=(16, 16), batch_size=8)
 
 
 def rows(n: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    data = torch.randn(n, Batch.row_width(LAYOUT), generator=g)
-    data[:, LAYOUT.action] = data[:, LAYOUT.action].tanh()
-    data[:, LAYOUT.terminal] = (torch.rand(n, 1, generator=g) < 0.3).float()
-    return data
+    return agent_rows(n, seed, LAYOUT)
 
 
 def test_one_update_matches_the_losses_computed_by_hand() -> None:

@@ -9,29 +9,14 @@ setting x = 0 rebuilds a state that steps exactly like the original one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+
+from synther_fast.envs.health import HEALTH_RULES, HealthRules, unhealthy  # noqa: F401 (re-exported)
 
 STATE_TASKS = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5")
 
 
-@dataclass(frozen=True)
-class HealthRules:
-    """A task's healthy region (gymnasium v5 defaults); every bound is strict, as in the task."""
-
-    z_range: tuple[float, float]
-    angle_range: tuple[float, float]
-    state_range: tuple[float, float] | None
-    """bounds on every entry of ``observation[1:]`` (Hopper only)"""
-
-
-# The defaults documented for gymnasium's Hopper-v5 and Walker2d-v5 ("Episode End"); make_env
-# builds the tasks with their defaults, and a test checks these against real terminals.
-HEALTH_RULES = {
-    "Hopper-v5": HealthRules((0.7, float("inf")), (-0.2, 0.2), (-100.0, 100.0)),
-    "Walker2d-v5": HealthRules((0.8, 2.0), (-1.0, 1.0), None),
-}
+# Health rules live with the environments (simulator-free); re-exported here for the analysis.
 VELOCITY_CLIP = {"HalfCheetah-v5": None, "Hopper-v5": 10.0, "Walker2d-v5": 10.0}
 OBSERVED_POSITIONS = {"HalfCheetah-v5": 8, "Hopper-v5": 5, "Walker2d-v5": 8}  # len(qpos) - 1
 
@@ -73,25 +58,6 @@ def reconstructable(env_name: str, obs: np.ndarray) -> np.ndarray:
     if clip is not None:
         ok &= (np.abs(obs[:, OBSERVED_POSITIONS[env_name]:]) < clip).all(axis=1)
     return ok
-
-
-def unhealthy(env_name: str, obs: np.ndarray) -> np.ndarray | None:
-    """Rows whose observation lies outside the task's healthy region (None: the task has no rules).
-
-    For Hopper the state bound is checked on the observed (clipped) velocities; a true velocity
-    beyond ±100 shows as 10, so that rare case reads as healthy.
-    """
-    rules = HEALTH_RULES.get(env_name)
-    if rules is None:
-        return None
-    obs = np.asarray(obs)
-    z, angle = obs[:, 0], obs[:, 1]
-    healthy = (rules.z_range[0] < z) & (z < rules.z_range[1])
-    healthy &= (rules.angle_range[0] < angle) & (angle < rules.angle_range[1])
-    if rules.state_range is not None:
-        low, high = rules.state_range
-        healthy &= ((low < obs[:, 1:]) & (obs[:, 1:] < high)).all(axis=1)
-    return ~healthy
 
 
 class StateSimulator:

@@ -29,10 +29,12 @@ class Normalizer(nn.Module):
         self.register_buffer("scale", torch.ones(width))
 
     @classmethod
-    def for_layout(cls, kind: str, layout: TransitionLayout, skip_reward: bool = False) -> Normalizer:
-        """The published choice: the terminal column is never normalised; the reward on request."""
+    def for_layout(cls, kind: str, layout: TransitionLayout, skip_reward: bool = False,
+                   normalize_terminal: bool = False) -> Normalizer:
+        """The published choice: the terminal column is never normalised (unless asked); the
+        reward on request."""
         skip = []
-        if layout.terminal is not None:
+        if layout.terminal is not None and not normalize_terminal:
             skip.append(layout.terminal.start)
         if skip_reward:
             skip.append(layout.reward.start)

@@ -18,6 +18,7 @@ from synther_fast.config import SynthERConfig, paper_offline, resolve_batch_size
 from synther_fast.diffusion.denoiser import ResidualMLPDenoiser
 from synther_fast.diffusion.edm import denoise, heun_sample, heun_schedule
 from synther_fast.diffusion.normalizer import Normalizer
+from synther_fast.diffusion.termination import TerminationClassifier, label_terminals, load_classifier, terminal_mode
 from synther_fast.diffusion.trainer import DiffusionTrainer
 from synther_fast.io import atomic_write, load_torch_dict
 from synther_fast.progress import progress_bar
@@ -89,13 +90,15 @@ class SynthER:
         self.ema: ResidualMLPDenoiser | None = None
         self.normalizer: Normalizer | None = None
         self.history: list[dict[str, float]] = []
+        self.termination: TerminationClassifier | None = None  # terminals='classifier' only
 
     # -- fitting ------------------------------------------------------------------------------
     def _new_model(self) -> None:
         with seeded(self.config.seed):  # initial weights and the frozen time frequencies
             self.network = ResidualMLPDenoiser(self.config.denoiser, self.layout.width).to(self.device)
+        norm = self.config.normalizer
         self.normalizer = Normalizer.for_layout(
-            self.config.normalizer.kind, self.layout, self.config.normalizer.skip_reward
+            norm.kind, self.layout, norm.skip_reward, norm.normalize_terminal
         ).to(self.device)
 
     def fit(
@@ -160,6 +163,10 @@ class SynthER:
             broadcast_module(trainer.ema)
         barrier()  # rank 0's last checkpoint is on disk before any rank goes on
         self.fit_seconds = time.perf_counter() - started
+        gen = self.config.generation
+        if self.layout.terminal is not None and terminal_mode(gen.terminals, gen.task) == "classifier":
+            # Small (seconds on a CPU) and deterministic: every rank fits the same one.
+            self.termination = TerminationClassifier.fit(data, self.layout, seed=derived_seed(self.config.seed, 1))
         self.trained_steps = trainer.step
         return self
 
@@ -271,9 +278,8 @@ class SynthER:
 
     def _postprocess(self, rows: np.ndarray) -> np.ndarray:
         gen = self.config.generation
-        if self.layout.terminal is not None:
-            column = rows[:, self.layout.terminal]
-            rows[:, self.layout.terminal] = (column >= gen.terminal_threshold).astype(np.float32)
+        label_terminals(rows, self.layout, terminal_mode(gen.terminals, gen.task), gen.task, self.termination,
+                        gen.terminal_threshold)
         if gen.clip_actions:
             lo, hi = gen.action_bounds
             rows[:, self.layout.action] = np.clip(rows[:, self.layout.action], lo, hi)
@@ -315,6 +321,7 @@ class SynthER:
             "ema": self.ema.state_dict() if self.ema is not None else self.network.state_dict(),
             "normalizer": self.normalizer.state_dict(),
             "normalizer_kind": self.normalizer.kind,
+            "termination": self.termination.state_dict() if self.termination is not None else None,
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -342,6 +349,8 @@ class SynthER:
         except (KeyError, RuntimeError) as exc:
             raise ModelFileError(f"{path}: weights do not match the stored config ({exc})") from None
         model.ema.requires_grad_(False).eval()
+        gen = config.generation
+        model.termination = load_classifier(payload.get("termination"), layout, terminal_mode(gen.terminals, gen.task), path)
         return model
 
     def _check_compatible(self, payload: dict[str, Any], path: Any) -> None:
