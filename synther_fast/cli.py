@@ -52,8 +52,12 @@ class Demo:
         from synther_fast.offline import format_summary
 
         config = OFFLINE_PRESETS["quick"]()
-        plan = ["collect 30k transitions", "fit the diffusion model (4k steps)", "generate 100k rows",
-                "TD3+BC on real data (15k updates)", "TD3+BC on synthetic data (15k updates)",
+        k = lambda n: f"{n / 1000:g}k"  # the plan is the preset's, not numbers written twice
+        plan = [f"collect {k(config.collect_steps)} transitions",
+                f"fit the diffusion model ({k(config.synther.trainer.steps)} steps)",
+                f"generate {k(config.synthetic_rows)} rows",
+                f"TD3+BC on real data ({k(config.agent_steps)} updates)",
+                f"TD3+BC on synthetic data ({k(config.agent_steps)} updates)",
                 "data-quality report (report/report.md)"]
         print("synther-fast demo: quick offline SynthER on HalfCheetah-v5, 5-10 minutes on 2 cores")
         for i, step in enumerate(plan, 1):

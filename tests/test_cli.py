@@ -17,7 +17,7 @@ def cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 
 def test_help_shows_defaults_docs_and_the_valid_tasks() -> None:
     out = cli("offline", "--help").stdout
-    assert "--synther.trainer.steps INT" in out and "(default: 4000)" in out  # the quick preset's
+    assert "--synther.trainer.steps INT" in out and "(default: 12000)" in out  # the quick preset's
     assert "optimiser steps of one fit" in out and "--td3-bc.alpha" in out
     assert "dmc:quadruped-walk" in cli("--help").stdout
     paper = cli("offline", "--preset", "paper", "--help").stdout

@@ -43,8 +43,8 @@ def test_dotted_overrides_reach_every_part_and_coerce() -> None:
                                           "arms": "real", "iql.max_steps": None})
     assert (c.synther.trainer.steps, c.td3_bc.alpha, c.agent_steps, c.arms) == (20, 3.0, 100_000, ("real",))
     assert config_differences(c, offline_quick()) == [
-        "arms: ('real',) != ('real', 'synthetic')", "synther.trainer.steps: 20 != 4000",
-        "td3_bc.alpha: 3.0 != 2.5", "agent_steps: 100000 != 15000"]
+        "arms: ('real',) != ('real', 'synthetic')", "synther.trainer.steps: 20 != 12000",
+        "td3_bc.alpha: 3.0 != 2.5", "agent_steps: 100000 != 10000"]
 
 
 @pytest.mark.parametrize("overrides, match", [

@@ -24,7 +24,7 @@ def test_resume_with_another_config_names_the_fields(tmp_path) -> None:
     run.mark_done("dataset", {"rows": 1})
     with pytest.raises(FileExistsError, match="resume"):
         Run.open(tmp_path / "r", offline_quick())
-    with pytest.raises(RunError, match=r"agent_steps: 15000 != 10; seed: 0 != 1"):
+    with pytest.raises(RunError, match=r"agent_steps: 10000 != 10; seed: 0 != 1"):
         Run.open(tmp_path / "r", offline_quick().with_overrides(seed=1, agent_steps=10), resume=True)
     again = Run.open(tmp_path / "r", offline_quick(), resume=True)
     assert again.resumed and again.done("dataset") and again.result("dataset") == {"rows": 1}
