@@ -242,3 +242,11 @@ def test_fast_block_equals_the_plain_reference(num_critics: int, num_min: int) -
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     first = torch.stack([net[0].weight.T for net in plain.critic.nets])
     torch.testing.assert_close(fast.critic.net.layers[0].weight, first, rtol=1e-4, atol=1e-5)
+
+
+def test_an_agent_refuses_rows_of_another_layout() -> None:
+    agent = SAC(4, 2, SACConfig(**TINY), seed=0)
+    agent.update(Batch(rows(8, 0), LAYOUT))
+    other = TransitionLayout(4, 2, False)
+    with pytest.raises(ValueError, match="updates on rows of"):
+        agent.update(Batch(torch.zeros(8, Batch.row_width(other)), other))

@@ -53,3 +53,11 @@ def terminal_of(batch: Any) -> torch.Tensor | float:
     """The terminal column as (B,), or 0 for layouts without one (DMC tasks never terminate)."""
     terminal = getattr(batch, "terminal", None)
     return 0.0 if terminal is None else terminal.squeeze(-1)
+
+
+def bind_layout(bound: Any, layout: Any) -> Any:
+    """The layout an agent updates on: the first call's, and every later call must match it
+    (a captured update reads rows of that width only)."""
+    if bound is not None and layout != bound:
+        raise ValueError(f"this agent updates on rows of {bound}, got {layout}")
+    return layout

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from synther_fast.agents.base import INIT_STREAM, check_state, tag_state, terminal_of
+from synther_fast.agents.base import INIT_STREAM, bind_layout, check_state, tag_state, terminal_of
 from synther_fast.agents.networks import LOG_STD_MAX, LOG_STD_MIN, make_critic, make_optimizer, mlp, soft_update
 from synther_fast.config import IQLConfig
 from synther_fast.graphs import CapturedStep, load_optimizer_state, will_capture
@@ -119,10 +119,7 @@ class IQL:
     def update(self, batch: Any) -> dict[str, torch.Tensor]:
         """Exactly one IQL update (a capture's warm-up is undone; captured, the batch's rows are
         copied into the step's static input)."""
-        if self._layout is None:
-            self._layout = batch.layout
-        elif batch.layout != self._layout:
-            raise ValueError(f"this agent updates on rows of {self._layout}, got {batch.layout}")
+        self._layout = bind_layout(self._layout, batch.layout)
         if self._step is None:
             state = [self.q, self.q_target, self.v, self.actor, self.q_opt, self.v_opt, self.actor_opt]
             self._step = CapturedStep(self._step_fn(batch.layout), self.device, state=state, capture=self.captured)

@@ -28,7 +28,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from synther_fast.agents.base import ACT_STREAM, INIT_STREAM, NOISE_STREAM, check_state, tag_state, terminal_of
+from synther_fast.agents.base import (
+    ACT_STREAM,
+    INIT_STREAM,
+    NOISE_STREAM,
+    bind_layout,
+    check_state,
+    tag_state,
+    terminal_of,
+)
 from synther_fast.agents.networks import (
     LOG_STD_MAX,
     LOG_STD_MIN,
@@ -176,12 +184,6 @@ class SAC:
         return [self.actor, self.critic, self.critic_target, self.log_alpha,
                 self.actor_opt, self.critic_opt, self.alpha_opt]
 
-    def _check_layout(self, layout) -> None:
-        if self._layout is None:
-            self._layout = layout
-        elif layout != self._layout:
-            raise ValueError(f"this agent updates on rows of {self._layout}, got {layout}")
-
     def _step(self, fn) -> CapturedStep:
         return CapturedStep(fn, self.device, state=self._learned_state(), capture=self.captured)
 
@@ -189,7 +191,7 @@ class SAC:
     def update(self, batch: Any) -> dict[str, torch.Tensor]:
         """Exactly one critic update on ``batch``; the actor's too every policy_update_delay."""
         with_actor = (self.critic_updates + 1) % self.config.policy_update_delay == 0
-        self._check_layout(batch.layout)
+        self._layout = bind_layout(self._layout, batch.layout)
         step = self._single.get(with_actor)
         if step is None:
             layout = batch.layout
@@ -213,7 +215,7 @@ class SAC:
         utd = self.config.utd
         if data.ndim != 3 or data.shape[0] != utd:
             raise ValueError(f"update_block takes rows of shape ({utd}, B, width), got {tuple(data.shape)}")
-        self._check_layout(layout)
+        self._layout = bind_layout(self._layout, layout)
         if self._block is None:
             delay = self.config.policy_update_delay
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from synther_fast.agents.base import INIT_STREAM, NOISE_STREAM, check_state, tag_state, terminal_of
+from synther_fast.agents.base import INIT_STREAM, NOISE_STREAM, bind_layout, check_state, tag_state, terminal_of
 from synther_fast.agents.networks import make_critic, make_optimizer, mlp, soft_update
 from synther_fast.config import TD3BCConfig
 from synther_fast.graphs import CapturedStep, DeviceRandom, load_optimizer_state, will_capture
@@ -97,10 +97,7 @@ class TD3BC:
     def update(self, batch: Any) -> dict[str, torch.Tensor]:
         """One TD3+BC update on a batch (obs, action, reward, next_obs, terminal); captured, its rows
         are copied into the step's static input."""
-        if self._layout is None:
-            self._layout = batch.layout
-        elif batch.layout != self._layout:
-            raise ValueError(f"this agent updates on rows of {self._layout}, got {batch.layout}")
+        self._layout = bind_layout(self._layout, batch.layout)
         self.total_updates += 1
         with_actor = self.total_updates % self.config.policy_freq == 0
         step = self._steps.get(with_actor)
