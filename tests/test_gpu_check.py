@@ -39,15 +39,17 @@ def py(code: str) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("step", [s for s in gpu_check.default_steps() if s.pytest_selection], ids=lambda s: s.name)
-def test_every_selection_the_driver_names_collects_tests(step) -> None:
+def test_every_selection_the_driver_names_collects_tests(step, tmp_path) -> None:
     for item in step.pytest_selection:
         assert (REPO / item.split("::")[0]).is_file(), f"{step.name}: {item} does not exist"
     argv = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
             "-c", str(REPO / "pyproject.toml"), "--rootdir", str(REPO)]
     argv += ["-m", step.pytest_marker] if step.pytest_marker else []
     argv += ["-k", step.pytest_k] if step.pytest_k else []
+    # From outside the checkout, as the driver runs it: `python -m` puts the working directory on
+    # sys.path, and from the repository root the bare source tree would shadow the installed package.
     done = subprocess.run(argv + [str(REPO / s) for s in step.pytest_selection], capture_output=True, text=True,
-                          cwd=REPO, timeout=300)
+                          cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     ids = [line for line in done.stdout.splitlines() if "::" in line]
     for item in step.pytest_selection:  # every file (or node id) contributes at least one test
