@@ -9,27 +9,46 @@ that holds another run) print one line and exit with status 2; ``--debug`` shows
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
+import numpy as np
+import torch
 import tyro
 
+import synther_fast
+from synther_fast import _replay
+from synther_fast.analysis import report_for_run
+from synther_fast.api import train
 from synther_fast.config import (
-    OFFLINE_PRESETS,
-    ONLINE_PRESETS,
     PRESETS,
+    DenoiserConfig,
     OfflineConfig,
     OnlineConfig,
     SynthERConfig,
+    deferred_checks,
     for_task,
-    validated,
-    validation_paused,
+    resolve,
+    validate,
 )
+from synther_fast.data import load_dataset
+from synther_fast.data.collect import collect, save_policy
+from synther_fast.data.dataset import check_output_path, save_dataset
+from synther_fast.diffusion import SynthER
+from synther_fast.diffusion.denoiser import picks_fused_layers
+from synther_fast.distributed import barrier, generate_sharded, is_main_process, process_group, rank_and_world
+from synther_fast.envs import env_spec
 from synther_fast.envs.names import DMC_TASKS, GYM_TASKS
-from synther_fast.sweeps import RayMissingError
+from synther_fast.kernels import interpreter_enabled, triton_available
+from synther_fast.offline import format_summary
+from synther_fast.replay_demo import replay_demo
+from synther_fast.runtime import torch_threads
+from synther_fast.summaries import seeds_table
+from synther_fast.sweeps import RayMissingError, sweep
 
 ENVS_HELP = f"valid tasks: {', '.join(GYM_TASKS + DMC_TASKS)}"
 Flat = tyro.conf.arg(name="")  # a config's fields become top-level options (--env, --synther....)
@@ -48,10 +67,7 @@ class Demo:
     """where everything is written"""
 
     def run(self) -> int:
-        from synther_fast.api import train
-        from synther_fast.offline import format_summary
-
-        config = OFFLINE_PRESETS["quick"]()
+        config = resolve("offline", "quick")
         k = lambda n: f"{n / 1000:g}k"  # the plan is the preset's, not numbers written twice
         plan = [f"collect {k(config.collect_steps)} transitions",
                 f"fit the diffusion model ({k(config.synther.trainer.steps)} steps)",
@@ -93,17 +109,11 @@ class Offline:
     """also log to Weights & Biases (offline mode unless WANDB_MODE says otherwise)"""
 
     def run(self) -> int:
-        from synther_fast.api import train
-        from synther_fast.offline import format_summary
-
         result = train(self.config, run_dir=self.run_dir, resume=self.resume, seeds=list(self.seeds) or None,
                        wandb=self.wandb)
         if self.seeds:
-            print(f"\nmean ± std over seeds {list(self.seeds)}:")
-            for arm, info in result["arms"].items():
-                norm = "" if info["normalized_mean"] is None else \
-                    f", normalised {info['normalized_mean']:.1f} ± {info['normalized_std']:.1f}"
-                print(f"  {arm:<10} return {info['return_mean']:.1f} ± {info['return_std']:.1f}{norm}")
+            print(f"\nmean ± std over seeds {list(self.seeds)} (final policies):\n")
+            print(seeds_table(result["arms"]))
         else:
             print("\n" + format_summary(result.summary))
             print(f"\nrun directory: {result.run_dir}")
@@ -124,8 +134,6 @@ class Online:
     """also log to Weights & Biases (offline mode unless WANDB_MODE says otherwise)"""
 
     def run(self) -> int:
-        from synther_fast.api import train
-
         result = train(self.config, run_dir=self.run_dir, resume=self.resume, wandb=self.wandb)
         s = result.summary
         print(f"\n{s['algo']} on {s['env']}: {s['env_steps']:,} env steps, final return "
@@ -159,28 +167,17 @@ class Collect:
     """torch CPU threads (0: chosen for small networks)"""
 
     def run(self) -> int:
-        from synther_fast.data import save_dataset
-        from synther_fast.data.collect import load_policy, rollouts, sac_replay, save_policy, shipped_policy_path
-        from synther_fast.data.dataset import check_output_path
-        from synther_fast.envs import env_spec
-        from synther_fast.runtime import torch_threads
-
         env_spec(self.env)
         for out in self.out:
             check_output_path(out)
         if self.policy_out is not None:
             _check_parent(self.policy_out)
         with torch_threads(self.threads, small_networks=True):
-            if self.method == "random":
-                data = rollouts(self.env, None, self.steps, self.seed, progress=True)
-            elif self.method == "policy":
-                policy, _ = load_policy(self.policy or shipped_policy_path(self.env))
-                data = rollouts(self.env, policy, self.steps, self.seed, tuple(self.noise), progress=True)
-            else:
-                data, checkpoint = sac_replay(self.env, self.steps, self.seed, progress=True)
-                if self.policy_out:
-                    save_policy(checkpoint, self.policy_out)
-                    print(f"final SAC actor written to {self.policy_out}")
+            data, checkpoint = collect(self.env, self.method, self.steps, self.seed, policy=self.policy,
+                                       noise=tuple(self.noise), progress=True)
+        if checkpoint is not None and self.policy_out:
+            save_policy(checkpoint, self.policy_out)
+            print(f"final SAC actor written to {self.policy_out}")
         for out in self.out:
             save_dataset(data, out)
             print(f"wrote {len(data):,} transitions to {out}")
@@ -202,7 +199,7 @@ class Fit:
     """.npz, D4RL .hdf5 or Minari folder"""
     out: str
     """model file to write"""
-    synther: SynthERConfig = field(default_factory=PRESETS["quick"])
+    synther: SynthERConfig = field(default_factory=PRESETS["fit"]["quick"])
     preset: Literal["quick", "paper_offline", "paper_online"] = "quick"
     """the diffusion preset every --synther option starts from"""
     no_terminal: bool = False
@@ -212,10 +209,6 @@ class Fit:
     """continue the fit checkpointed in OUT.ckpt; without it an existing OUT or OUT.ckpt is refused"""
 
     def run(self) -> int:
-        from synther_fast.data import load_dataset
-        from synther_fast.diffusion import SynthER
-        from synther_fast.distributed import barrier, is_main_process, process_group, rank_and_world
-
         out, ckpt = Path(self.out), Path(self.out + ".ckpt")
         _check_parent(out)
         if not self.resume and (out.exists() or ckpt.exists()):
@@ -253,10 +246,6 @@ class Generate:
     device: str | None = None
 
     def run(self) -> int:
-        from synther_fast.data.dataset import check_output_path
-        from synther_fast.diffusion import SynthER
-        from synther_fast.distributed import generate_sharded, is_main_process, process_group, rank_and_world
-
         if self.rows <= 0:
             raise ValueError(f"--rows must be positive, got {self.rows}")
         check_output_path(self.out)
@@ -288,8 +277,6 @@ class Sweep:
     gpus_per_cell: float | None = None
 
     def run(self) -> int:
-        from synther_fast.sweeps import sweep
-
         changes = {k: v for k, v in (("root", self.root), ("cpus_per_cell", self.cpus_per_cell),
                                      ("gpus_per_cell", self.gpus_per_cell)) if v is not None}
         result = sweep(self.spec, address=self.address, **changes)
@@ -306,8 +293,6 @@ class Report:
     run_dir: str
 
     def run(self) -> int:
-        from synther_fast.analysis import report_for_run
-
         path = report_for_run(self.run_dir)
         print(f"report written to {path}")
         return 0
@@ -318,23 +303,14 @@ class Info:
     """Versions, the C++ extension, the device and which denoiser path the defaults pick here."""
 
     def run(self) -> int:
-        import numpy as np
-
-        import synther_fast
-        from synther_fast import _replay
-        from synther_fast.kernels import interpreter_enabled, triton_available
-
         print(f"synther_fast {synther_fast.__version__} at {synther_fast.__file__}")
         print(f"  C++ extension synther_fast._replay: {_replay.__file__}")
         print(f"  numpy {np.__version__}")
-        import torch
 
         cuda = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
         print(f"  torch {torch.__version__} ({cuda})")
         print(f"  triton: {'available' if triton_available() else 'not installed'}"
               f"{' (interpreter on)' if interpreter_enabled() else ''}")
-        from synther_fast.config import DenoiserConfig
-        from synther_fast.diffusion.denoiser import picks_fused_layers
 
         default = DenoiserConfig()
         fused = picks_fused_layers(default, torch.cuda.is_available())
@@ -354,8 +330,6 @@ class ReplayDemo:
     batch_size: int = 256
 
     def run(self) -> int:
-        from synther_fast.replay_demo import replay_demo
-
         return replay_demo(seconds=self.seconds, batch_size=self.batch_size)
 
 
@@ -376,26 +350,31 @@ def _option_value(argv: list[str], name: str) -> str | None:
 
 
 def _commands(argv: list[str]) -> object:
-    """The subcommand union, with the defaults of the preset (and online algorithm) asked for."""
+    """The subcommand union, with the defaults of the preset (and online algorithm) asked for.
+
+    tyro needs every default before it parses, so ``--preset`` and ``--algo`` are read first and
+    handed to :func:`synther_fast.config.resolve`, the same function the Python API and the sweeps
+    use; tyro then parses every option (these two included) against those defaults."""
+    command = argv[0] if argv else None
     preset = _option_value(argv, "preset")
-    offline_preset = preset if preset in OFFLINE_PRESETS else "quick"
-    if preset is not None and argv and argv[0] == "offline" and preset not in OFFLINE_PRESETS:
-        raise ValueError(f"unknown offline preset {preset!r}; choose from {sorted(OFFLINE_PRESETS)}")
-    online_preset = preset if preset in ONLINE_PRESETS else "quick"
-    if preset is not None and argv and argv[0] == "online" and preset not in ONLINE_PRESETS:
-        raise ValueError(f"unknown online preset {preset!r}; choose from {sorted(ONLINE_PRESETS)}")
-    algo = _option_value(argv, "algo") if argv and argv[0] == "online" else None
-    online_default = ONLINE_PRESETS[online_preset](algo) if algo in ("sac", "redq", "sac-synther") \
-        else ONLINE_PRESETS[online_preset]()
-    fit_preset = preset if preset in PRESETS else "quick"
+    algo = _option_value(argv, "algo")
+
+    def defaults(mode: str, with_algo: str | None = None):
+        asked = preset if command == mode else None
+        return resolve(mode, asked or "quick", with_algo)  # an unknown preset or algorithm is refused here
+
+    online_default = defaults("online", algo if command == "online" else None)
+    offline_default = defaults("offline")
+    fit_default = defaults("fit")
+    fit_preset = preset if command == "fit" and preset is not None else "quick"
     sub = tyro.conf.subcommand
     return Union[  # noqa: UP007 (tyro reads the Union)
         Annotated[Demo, sub("demo", default=Demo())],
-        Annotated[Offline, sub("offline", default=Offline(OFFLINE_PRESETS[offline_preset]()))],
+        Annotated[Offline, sub("offline", default=Offline(offline_default))],
         Annotated[Online, sub("online", default=Online(online_default))],
         Annotated[Collect, sub("collect")],
         Annotated[Fit, sub("fit", default=Fit(dataset=tyro.MISSING, out=tyro.MISSING,  # type: ignore[arg-type]
-                                              synther=PRESETS[fit_preset](), preset=fit_preset))],  # type: ignore[arg-type]
+                                              synther=fit_default, preset=fit_preset))],  # type: ignore[arg-type]
         Annotated[Generate, sub("generate")],
         Annotated[Report, sub("report")],
         Annotated[Sweep, sub("sweep")],
@@ -405,12 +384,12 @@ def _commands(argv: list[str]) -> object:
 
 
 def _validated(command):
-    """Every config inside a parsed command, rebuilt with its checks on."""
-    import dataclasses
-
-    changes = {f.name: validated(getattr(command, f.name)) for f in dataclasses.fields(command)
-               if dataclasses.is_dataclass(getattr(command, f.name))}
-    return dataclasses.replace(command, **changes) if changes else command
+    """Every config inside a parsed command, checked (tyro builds them unchecked, so that an
+    error reads as one plain line rather than in tyro's box)."""
+    for f in dataclasses.fields(command):
+        if dataclasses.is_dataclass(getattr(command, f.name)):
+            validate(getattr(command, f.name))
+    return command
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError,
@@ -418,8 +397,6 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, F
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import synther_fast
-
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
@@ -427,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"synther-fast {synther_fast.__version__}")
         return 0
     try:
-        with validation_paused():  # checked below, so that errors read as one plain line
+        with deferred_checks():  # checked by _validated below, so that an error reads as one plain line
             command = tyro.cli(_commands(args), args=args, prog="synther-fast",  # type: ignore[call-overload]
                                description="Fast Synthetic Experience Replay (SynthER) for offline and online "
                                            f"RL. --version prints the version; --debug shows tracebacks. {ENVS_HELP}.")

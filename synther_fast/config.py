@@ -10,19 +10,44 @@ overridden with dotted keys (:func:`with_overrides`, e.g. ``"synther.trainer.ste
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import difflib
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from synther_fast.envs.health import HEALTH_RULES
 
 T = TypeVar("T")
-_VALIDATION_PAUSED = False
 S = TypeVar("S", bound="Serialisable")
 CONFIG_FORMAT_VERSION = 1
+
+
+_CHECKS_DEFERRED: contextvars.ContextVar[bool] = contextvars.ContextVar("synther_fast_checks_deferred", default=False)
+
+
+class Checked:
+    """A config part whose ``check()`` runs when it is built, so ``SACConfig(utd=0)`` fails at
+    once, naming the field. The checks are written once, in ``check()``; :func:`validate` runs
+    them over a whole tree (after :func:`deferred_checks`, or after ``dataclasses.replace``)."""
+
+    def __post_init__(self) -> None:
+        if not _CHECKS_DEFERRED.get():
+            self.check()  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def deferred_checks() -> Iterator[None]:
+    """Build configs without running their checks in this context only (the CLI parser, which
+    then calls :func:`validate`: tyro would report an error raised while it builds a nested
+    config in its own truncated box)."""
+    token = _CHECKS_DEFERRED.set(True)
+    try:
+        yield
+    finally:
+        _CHECKS_DEFERRED.reset(token)
 
 
 class Serialisable:
@@ -44,8 +69,13 @@ class Serialisable:
         return with_overrides(self, **changes)
 
 
+DENOISER_BACKENDS = ("auto", "reference", "fused", "emulated")
+PRECISIONS = ("ieee", "tf32", "tf32x3", "bf16")
+"""Matmul precisions of the fused denoiser blocks (synther_fast.precision implements them)."""
+
+
 @dataclass(frozen=True)
-class DenoiserConfig:
+class DenoiserConfig(Checked):
     """Residual-MLP denoiser (SynthER, Lu et al. 2023, section 3)."""
 
     width: int = 2048
@@ -67,14 +97,18 @@ class DenoiserConfig:
     fp32), 'ieee' (exact fp32 products), 'tf32x3' (three TF32 products, fp32-class) or 'bf16'
     (fp32 accumulation); see synther_fast.precision. The reference backend is always fp32."""
 
-    def __post_init__(self) -> None:
-        if _VALIDATION_PAUSED:
-            return
+    def check(self) -> None:
+        """This part's own fields (nested parts check theirs; :func:`validate` runs them all)."""
         _positive(self, "width", "depth", "dim_t", "fourier_features")
+        _choice(self, "backend", DENOISER_BACKENDS)
+        _choice(self, "precision", PRECISIONS)
+        if self.backend in ("fused", "emulated") and self.layer_norm:
+            raise ValueError(f"DenoiserConfig: the {self.backend} residual blocks do not implement LayerNorm; "
+                             f"use backend 'reference'")
 
 
 @dataclass(frozen=True)
-class EDMConfig:
+class EDMConfig(Checked):
     """Elucidated diffusion (Karras et al. 2022): preconditioning, training noise, Heun sampler."""
 
     sigma_data: float = 1.0
@@ -100,16 +134,15 @@ class EDMConfig:
     S_noise: float = 1.003
     """scale of the churn noise"""
 
-    def __post_init__(self) -> None:
-        if _VALIDATION_PAUSED:
-            return
+    def check(self) -> None:
+        """This part's own fields (nested parts check theirs; :func:`validate` runs them all)."""
         _positive(self, "sigma_data", "sigma_min", "sigma_max", "rho", "P_std", "num_steps")
         if self.sigma_min >= self.sigma_max:
             raise ValueError(f"EDMConfig.sigma_min ({self.sigma_min}) must be below sigma_max ({self.sigma_max})")
 
 
 @dataclass(frozen=True)
-class NormalizerConfig:
+class NormalizerConfig(Checked):
     """Per-dimension normalisation of rows before diffusion."""
 
     kind: str = "standard"
@@ -119,14 +152,13 @@ class NormalizerConfig:
     normalize_terminal: bool = False
     """standardise the 0/1 terminal column like the others (the published code leaves it as is)"""
 
-    def __post_init__(self) -> None:
-        if _VALIDATION_PAUSED:
-            return
+    def check(self) -> None:
+        """This part's own fields (nested parts check theirs; :func:`validate` runs them all)."""
         _choice(self, "kind", ("standard", "minmax"))
 
 
 @dataclass(frozen=True)
-class TrainerConfig:
+class TrainerConfig(Checked):
     """Diffusion training: AdamW + cosine schedule + grad clipping + the published EMA."""
 
     steps: int = 100_000
@@ -156,9 +188,8 @@ class TrainerConfig:
     cuda_graph: bool = True
     """on CUDA, capture the whole training step (forward, backward, clip, AdamW, EMA) as a graph"""
 
-    def __post_init__(self) -> None:
-        if _VALIDATION_PAUSED:
-            return
+    def check(self) -> None:
+        """This part's own fields (nested parts check theirs; :func:`validate` runs them all)."""
         _positive(self, "steps", "lr", "ema_every", "checkpoint_every", "log_every", "grad_clip")
         if self.batch_size is not None:
             _positive(self, "batch_size")
@@ -169,7 +200,7 @@ TERMINAL_LABELS = ("auto", "rule", "classifier", "threshold")
 
 
 @dataclass(frozen=True)
-class GenerationConfig:
+class GenerationConfig(Checked):
     """Sampling rows from a fitted model."""
 
     chunk_size: int = 100_000
@@ -185,16 +216,22 @@ class GenerationConfig:
     terminal_threshold: float | None = 0.5
     """for terminals='threshold': generated values at or above this become 1, else 0; None keeps
     the raw generated value (what the published online code stores)"""
+    terminal_prior: str = "data"
+    """with terminals labelled by 'rule' / 'classifier' (and 'auto'): 'data' thins each chunk at
+    random so that its terminal fraction is the real rows' (stratified sampling on the terminal
+    bit: at quick scale the model puts 27-42% too many states in the unhealthy region, and this
+    drops the surplus, under 1% of the rows; docs/RESULTS.md); 'model' keeps the model's own
+    fraction. 'threshold' never rebalances (the published behaviour)."""
     clip_actions: bool = False
     """clip generated actions to action_bounds (the published code does not)"""
     action_bounds: tuple[float, float] = (-1.0, 1.0)
     """bounds for clip_actions"""
 
-    def __post_init__(self) -> None:
-        if _VALIDATION_PAUSED:
-            return
+    def check(self) -> None:
+        """This part's own fields (nested parts check theirs; :func:`validate` runs them all)."""
         _positive(self, "chunk_size")
         _choice(self, "terminals", TERMINAL_LABELS)
+        _choice(self, "terminal_prior", ("data", "model"))
         if self.terminals == "rule" and self.task not in HEALTH_RULES:
             raise ValueError(f"GenerationConfig.terminals='rule' needs a task with a termination rule "
                              f"({', '.join(HEALTH_RULES)}), got task={self.task!r}; use 'classifier' or 'auto'")
@@ -318,7 +355,7 @@ ENTROPY_RULES = ("auto", "mbpo")
 
 
 @dataclass(frozen=True)
-class SACConfig:
+class SACConfig(Checked):
     """SAC as the REDQ code that SynthER's online experiments run (Chen et al. 2021)."""
 
     lr: float = 3e-4
@@ -350,9 +387,8 @@ class SACConfig:
     cuda_graph: bool = True
     """on CUDA, capture each environment step's learner block as one graph (the fast agent only; SYNTHER_FAST_CUDA_GRAPHS=0 turns every capture off)"""
 
-    def __post_init__(self) -> None:
-        if _VALIDATION_PAUSED:
-            return
+    def check(self) -> None:
+        """This part's own fields (nested parts check theirs; :func:`validate` runs them all)."""
         _positive(self, "lr", "batch_size", "utd", "policy_update_delay", "num_critics", "num_min")
         if self.start_steps < 0:
             raise ValueError(f"SACConfig.start_steps must be >= 0, got {self.start_steps}")
@@ -387,7 +423,7 @@ COLLECT_METHODS = ("random", "policy", "sac")
 
 
 @dataclass(frozen=True)
-class OfflineConfig(Serialisable):
+class OfflineConfig(Serialisable, Checked):
     """One offline experiment (paper section 4.1). Defaults are the paper's: 5M synthetic rows,
     1M agent updates, the paper_offline diffusion model."""
 
@@ -443,9 +479,8 @@ class OfflineConfig(Serialisable):
     """the named preset these settings start from ('quick': minutes on 2 CPU cores; 'paper': the
     published settings); on the command line it picks the defaults of every other option"""
 
-    def __post_init__(self) -> None:
-        if _VALIDATION_PAUSED:
-            return
+    def check(self) -> None:
+        """This part's own fields (nested parts check theirs; :func:`validate` runs them all)."""
         _choice(self, "algo", OFFLINE_ALGOS)
         _choice(self, "collect_method", COLLECT_METHODS)
         unknown = [a for a in self.arms if a not in ARMS]
@@ -456,6 +491,12 @@ class OfflineConfig(Serialisable):
         _non_negative(self, "seed", "threads")
         if not 0.0 <= self.mixed_ratio <= 1.0:
             raise ValueError(f"OfflineConfig.mixed_ratio must lie in [0, 1], got {self.mixed_ratio}")
+        generation = self.synther.generation
+        if any(a != "real" for a in self.arms) and generation.terminals == "threshold" and \
+                generation.terminal_threshold is None:
+            raise ValueError("OfflineConfig: synther.generation.terminal_threshold None keeps raw terminal values, "
+                             "but the offline run stores its synthetic rows as a dataset file (terminals 0 or 1); "
+                             "set a threshold or another synther.generation.terminals mode")
         if any(a != "real" for a in self.arms) and self.synthetic_rows < self.batch_size:
             raise ValueError(f"OfflineConfig.synthetic_rows ({self.synthetic_rows}) must be at least "
                              f"batch_size ({self.batch_size}) for a synthetic arm")
@@ -465,7 +506,7 @@ ONLINE_ALGOS = ("sac", "redq", "sac-synther")
 
 
 @dataclass(frozen=True)
-class OnlineConfig(Serialisable):
+class OnlineConfig(Serialisable, Checked):
     """One online run (paper section 4.2): SAC at UTD 20 on 50/50 real/synthetic batches, with a
     fresh diffusion model fitted on the real replay every retrain_every environment steps."""
 
@@ -509,9 +550,8 @@ class OnlineConfig(Serialisable):
     """the named preset these settings start from ('quick': a short real run on 2 CPU cores;
     'paper': the published settings); on the command line it picks every other option's default"""
 
-    def __post_init__(self) -> None:
-        if _VALIDATION_PAUSED:
-            return
+    def check(self) -> None:
+        """This part's own fields (nested parts check theirs; :func:`validate` runs them all)."""
         _choice(self, "algo", ONLINE_ALGOS)
         _positive(self, "env_steps", "retrain_every", "num_samples", "synthetic_capacity", "real_capacity",
                   "eval_every", "eval_episodes", "checkpoint_every")
@@ -580,8 +620,42 @@ def online_quick(algo: str = "sac-synther") -> OnlineConfig:
                         eval_every=1000, eval_episodes=3, checkpoint_every=1000, preset="quick")
 
 
-OFFLINE_PRESETS = {"quick": offline_quick, "paper": offline_paper}
-ONLINE_PRESETS = {"quick": online_quick, "paper": online_paper}
+PRESETS: dict[str, dict[str, Callable[..., Any]]] = {
+    "offline": {"quick": offline_quick, "paper": offline_paper},
+    "online": {"quick": online_quick, "paper": online_paper},
+    "fit": {"quick": quick, "paper_offline": paper_offline, "paper_online": paper_online},
+}
+"""The one preset registry: mode -> preset name -> a function returning the config (an online
+preset takes the algorithm)."""
+
+
+def resolve(mode: str = "offline", preset: str = "quick", algo: str | None = None,
+            overrides: dict[str, Any] | None = None) -> Any:
+    """The config that the words (mode, preset, algorithm, dotted overrides) mean, the same for the
+    Python API, the CLI and the sweeps; checked (:func:`validate`) before it is returned.
+
+    Every entry point starts from the ``quick`` preset unless told otherwise; a bare
+    ``OfflineConfig()`` / ``OnlineConfig()`` holds the published values (as the ``paper`` preset).
+    """
+    presets = PRESETS.get(mode)
+    if presets is None:
+        raise ValueError(f"mode must be one of {sorted(PRESETS)}, got {mode!r}")
+    if preset not in presets:
+        raise ValueError(f"unknown {mode} preset {preset!r}; choose from {sorted(presets)}")
+    overrides = dict(overrides or {})
+    if algo is None and "algo" in overrides:
+        algo = overrides.pop("algo")
+    if mode == "online":
+        if algo is not None and algo not in ONLINE_ALGOS:
+            raise ValueError(f"unknown online algorithm {algo!r}; choose from {list(ONLINE_ALGOS)}")
+        config = presets[preset](algo or "sac-synther")  # the algorithm picks the SAC settings
+    else:
+        config = presets[preset]()
+        if algo is not None:
+            if mode == "fit":
+                raise ValueError("a diffusion fit has no algorithm")
+            overrides = {"algo": algo} | overrides
+    return config.with_overrides(**overrides) if overrides else validate(config)
 
 
 # -- one serialisation, one override rule -----------------------------------------------------------
@@ -605,7 +679,7 @@ def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
             f"{cls.__name__} version {data.get('version')!r} is not supported "
             f"(this package reads {CONFIG_FORMAT_VERSION})"
         )
-    return _from_json(cls, {k: v for k, v in data.items() if k not in ("format", "version")})
+    return validate(_from_json(cls, {k: v for k, v in data.items() if k not in ("format", "version")}))
 
 
 def with_overrides(config: T, **overrides: Any) -> T:
@@ -633,24 +707,23 @@ def with_overrides(config: T, **overrides: Any) -> T:
             top[head] = _coerce(value, hints[head], f"{type(config).__name__}.{head}")
     for head, changes in nested.items():
         top[head] = with_overrides(top.get(head, getattr(config, head)), **changes)
-    return dataclasses.replace(config, **top)  # type: ignore[type-var]
+    return validate(dataclasses.replace(config, **top))  # type: ignore[type-var]
 
 
-@contextlib.contextmanager
-def validation_paused() -> Iterator[None]:
-    """Build configs without their checks (the CLI parser), then :func:`validated` them: tyro
-    would otherwise report a nested config's error in its own truncated box."""
-    global _VALIDATION_PAUSED
-    before, _VALIDATION_PAUSED = _VALIDATION_PAUSED, True
-    try:
-        yield
-    finally:
-        _VALIDATION_PAUSED = before
-
-
-def validated(config: T) -> T:
-    """The same config, rebuilt with every check of every nested part (raises ValueError)."""
-    return config_from_dict(type(config), config_to_dict(config))
+def validate(config: T) -> T:
+    """Run every check of ``config`` and of each nested part (raises ValueError naming the field);
+    returns the config. Each field is checked in one place, its part's ``check()``; building a
+    part runs it, and every entry point (:func:`resolve`, :func:`with_overrides`,
+    :func:`config_from_dict`, the pipelines, the models and agents built from a config) runs the
+    whole tree's, which also covers parts built under :func:`deferred_checks`."""
+    for f in dataclasses.fields(config):  # type: ignore[arg-type]
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            validate(value)
+    check = getattr(config, "check", None)
+    if check is not None:
+        check()
+    return config
 
 
 def config_differences(a: Any, b: Any, prefix: str = "") -> list[str]:

@@ -19,6 +19,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from synther_fast.artifacts import write_rows
+from synther_fast.io import atomic_write
+from synther_fast.runtime import resolve_device
+
 
 def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -42,8 +46,6 @@ def process_group(device: str | torch.device | None = None) -> Iterator[torch.de
     ``device`` None picks cuda:LOCAL_RANK when CUDA is there, else the CPU; a CPU device uses
     gloo, a CUDA device NCCL. Without torchrun it just resolves the device.
     """
-    from synther_fast.runtime import resolve_device
-
     resolved = resolve_device(device)
     if not launched_by_torchrun() or (dist.is_available() and dist.is_initialized()):
         yield resolved
@@ -113,20 +115,16 @@ def generate_sharded(model, n: int, seed: int, out: str | os.PathLike[str]) -> i
     chunks, writes it beside ``out``, and rank 0 concatenates the blocks in rank order, writes the
     file atomically and removes the blocks. Returns the number of rows written (on every rank).
     """
-    from synther_fast.data import Dataset, save_dataset
-
     rank, world = rank_and_world()
     chunk = model.config.generation.chunk_size
     chunks = chunk_block(-(-int(n) // chunk), rank, world)
     parts = [rows for rows in model.iter_chunks(n, seed, chunks=chunks)]
     rows = np.concatenate(parts) if parts else np.zeros((0, model.layout.width), np.float32)
     if world == 1:
-        save_dataset(Dataset.from_rows(rows, model.layout), out)
+        write_rows(rows, model.layout, out)
         return len(rows)
     out = Path(out)
     block = out.with_name(f".{out.name}.rank{rank}-of-{world}.npy")
-    from synther_fast.io import atomic_write
-
     with atomic_write(block) as handle:
         np.save(handle, rows)
     barrier()
@@ -134,7 +132,7 @@ def generate_sharded(model, n: int, seed: int, out: str | os.PathLike[str]) -> i
     if rank == 0:
         blocks = [out.with_name(f".{out.name}.rank{r}-of-{world}.npy") for r in range(world)]
         everything = np.concatenate([np.load(b) for b in blocks])
-        save_dataset(Dataset.from_rows(everything, model.layout), out)
+        write_rows(everything, model.layout, out)
         for b in blocks:
             b.unlink()
         written[0] = len(everything)

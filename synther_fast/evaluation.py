@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from synther_fast.envs import make_env
 from synther_fast.rng import derived_seed
 
 EVAL_STREAM = 7
@@ -43,8 +44,6 @@ def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_name: str, episodes
              seed: int = 10_000, seeds: list[int] | None = None) -> np.ndarray:
     """Returns of deterministic episodes from the environment seeds ``seeds`` (default: ``episodes``
     consecutive seeds from ``seed``)."""
-    from synther_fast.envs import make_env
-
     seeds = list(range(seed, seed + episodes)) if seeds is None else list(seeds)
     env = make_env(env_name, seed=seeds[0] if seeds else seed)
     returns = []

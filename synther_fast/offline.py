@@ -19,22 +19,39 @@ from typing import Any
 import numpy as np
 import torch
 
-from synther_fast.config import ARMS, OFFLINE_PRESETS, OfflineConfig, for_task, offline_paper, offline_quick
-from synther_fast.io import atomic_write
+from synther_fast.agents.iql import IQL
+from synther_fast.agents.td3_bc import TD3BC
+from synther_fast.analysis.fidelity import marginal_fidelity
+from synther_fast.analysis.report import learning_curves, write_report
+from synther_fast.artifacts import artifact_path, read_rows, write_rows
+from synther_fast.config import ARMS, OfflineConfig, for_task, offline_paper, offline_quick, validate
+from synther_fast.data.collect import collect, load_policy, shipped_policy_path
+from synther_fast.data.dataset import load_dataset, save_dataset
+from synther_fast.diffusion import SynthER
+from synther_fast.envs import env_spec
+from synther_fast.evaluation import D4RL_REFERENCE, evaluation_record
+from synther_fast.io import load_torch_dict
 from synther_fast.progress import progress_bar
-from synther_fast.runs import Run, RunError, read_checkpoint, write_json
+from synther_fast.replay import MixedSampler, Prefetcher, ReplayBuffer
+from synther_fast.runs import Run, RunError, read_checkpoint, seed_dir, write_json
+from synther_fast.runtime import resolve_device, torch_threads
+from synther_fast.summaries import OfflineSummary, Score, aggregate_seeds, write_summary
 
-__all__ = ["OFFLINE_PRESETS", "OfflineConfig", "OfflineResult", "offline_paper", "offline_quick", "run_offline",
+__all__ = ["OfflineConfig", "OfflineResult", "offline_paper", "offline_quick", "run_offline",
            "run_offline_seeds", "format_summary"]
 
 @dataclass
 class OfflineResult:
     run_dir: Path
-    summary: dict[str, Any]
+    summary: OfflineSummary
 
     @property
-    def scores(self) -> dict[str, dict[str, Any]]:
-        return self.summary["arms"]
+    def arms(self) -> dict[str, dict[str, Any]]:
+        """Per data arm: the final agent's numbers and every evaluation (summary["arms"])."""
+        return self.summary.arms
+
+    def scores(self) -> list[Score]:
+        return self.summary.scores()
 
 
 # -- pipeline ---------------------------------------------------------------------------------------
@@ -45,15 +62,11 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
     Every input is checked before the run directory is touched: the task, the dataset file and
     its dimensions, the device.
     """
-    from synther_fast.envs import env_spec
-    from synther_fast.runtime import resolve_device, torch_threads
-
+    validate(config)
     device = resolve_device(config.device)
     spec = env_spec(config.env)
     given = _load_given_dataset(config, spec) if config.dataset is not None else None
     if config.dataset is None and config.collect_method == "policy":
-        from synther_fast.data.collect import load_policy, shipped_policy_path
-
         load_policy(config.collect_policy or shipped_policy_path(config.env))  # a bad file fails now
     _warn_if_slow(config, device)
     run = Run.open(run_dir, config, resume=resume)
@@ -71,8 +84,6 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
                 model = _diffusion_phase(config, run, real_rows, layout, device, progress)
             with torch_threads(config.threads), run.phase("generate"):
                 synthetic_rows = _generate_phase(config, run, model, progress)
-            from synther_fast.analysis import marginal_fidelity
-
             fidelity = marginal_fidelity(real_rows, synthetic_rows, layout)
         data = OfflineData(dataset, layout, real_rows, synthetic_rows)
         arms: dict[str, Any] = {}
@@ -81,40 +92,38 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
                 arms[arm] = _agent_phase(run, arm, data, device, progress)
     finally:
         run.close()
-    summary = {
-        "env": config.env, "algo": config.algo, "seed": config.seed, "preset": config.preset,
-        "dataset": {"rows": len(dataset), "source": dataset.source,
-                    "episode_return_mean": float(np.mean(dataset.episode_returns())) if len(dataset.episode_returns()) else None},
-        "synthetic_rows": None if synthetic_rows is None else len(synthetic_rows),
-        "fidelity": None if fidelity is None else {k: v for k, v in fidelity.items() if k != "columns"},
-        "arms": arms, "seconds": run.timings, "device": str(device),
-    }
-    write_json(run.file("summary.json"), summary)
+    returns = dataset.episode_returns()
+    summary = OfflineSummary(
+        env=config.env, algo=config.algo, seed=config.seed, preset=config.preset,
+        dataset={"rows": len(dataset), "source": dataset.source,
+                 "episode_return_mean": float(np.mean(returns)) if len(returns) else None},
+        synthetic_rows=None if synthetic_rows is None else len(synthetic_rows),
+        fidelity=None if fidelity is None else {k: v for k, v in fidelity.items() if k != "columns"},
+        arms=arms, seconds=run.timings, device=str(device),
+    )
+    write_summary(run.path, summary)
     if fidelity is not None:
-        write_json(run.file("fidelity.json"), fidelity)
+        write_json(run.artifact("fidelity"), fidelity)
         if config.report:
-            _report_phase(run)
+            _report_phase(run, data, summary)
     return OfflineResult(run.path, summary)
 
 
-def _report_phase(run: Run) -> None:
-    """The data-quality report of the run (analysis.report_for_run); a failure there is reported
-    as a warning and loses none of the run's results."""
-    from synther_fast.analysis import report_for_run
-
+def _report_phase(run: Run, data: OfflineData, summary: OfflineSummary) -> None:
+    """The data-quality report, from the rows the run holds (nothing is read back from disk); a
+    failure there is reported as a warning and loses none of the run's results."""
+    config: OfflineConfig = run.config
     try:
         with run.phase("report"):
-            path = report_for_run(run.path)
+            path = write_report(data.real_rows, data.synthetic_rows, data.layout, config.env, run.artifact("report"),
+                                learning_curves=learning_curves(summary))
+        run.record("report", str(path))  # in state.json at once
     except Exception as exc:  # the run's results are already on disk
         warnings.warn(f"the data-quality report could not be written ({type(exc).__name__}: {exc}); "
                       f"run `synther-fast report {run.path}` to retry", RuntimeWarning, stacklevel=3)
-        return
-    run.record("report", str(path))
 
 
 def _load_given_dataset(config: OfflineConfig, spec):
-    from synther_fast.data import load_dataset
-
     dataset = load_dataset(config.dataset)
     if (dataset.obs_dim, dataset.act_dim) != (spec.obs_dim, spec.act_dim):
         raise ValueError(
@@ -127,7 +136,7 @@ def _load_given_dataset(config: OfflineConfig, spec):
 def _warn_if_slow(config: OfflineConfig, device: torch.device) -> None:
     if device.type != "cpu" or config.preset != "paper":
         return
-    # Arithmetic from PAPER.md: ~6.5e16 FLOP of sampling at ~1.3e11 FLOP/s on 2 cores.
+    # ~6.5e16 FLOP to sample 5M rows with the paper's denoiser (128 Heun steps), at ~1.3e11 FLOP/s on 2 cores.
     hours = 6.5e16 * config.synthetic_rows / 5e6 / 1.3e11 / 3600
     warnings.warn(
         f"the paper preset on a CPU: sampling {config.synthetic_rows:,} rows alone needs about "
@@ -138,30 +147,18 @@ def _warn_if_slow(config: OfflineConfig, device: torch.device) -> None:
 
 
 def _dataset_phase(config: OfflineConfig, run: Run, progress: bool):
-    from synther_fast.data import load_dataset, save_dataset
-    from synther_fast.data.collect import load_policy, rollouts, sac_replay, shipped_policy_path
-
-    path = run.file("dataset.npz")
+    path = run.artifact("dataset")
     if run.done("dataset") and path.exists():
         return load_dataset(path)
-    if config.collect_method == "random":
-        dataset = rollouts(config.env, None, config.collect_steps, config.seed, progress=progress)
-    elif config.collect_method == "policy":
-        policy_path = config.collect_policy or shipped_policy_path(config.env)
-        policy, _ = load_policy(policy_path)
-        dataset = rollouts(config.env, policy, config.collect_steps, config.seed, config.collect_noise,
-                           progress=progress)
-    else:
-        dataset, _ = sac_replay(config.env, config.collect_steps, config.seed, progress=progress)
+    dataset, _ = collect(config.env, config.collect_method, config.collect_steps, config.seed,
+                         policy=config.collect_policy, noise=config.collect_noise, progress=progress)
     save_dataset(dataset, path)
     run.mark_done("dataset", {"rows": len(dataset), "source": str(path)})
     return dataset
 
 
 def _diffusion_phase(config: OfflineConfig, run: Run, real_rows, layout, device, progress: bool):
-    from synther_fast.diffusion import SynthER
-
-    path, ckpt = run.file("synther.pt"), run.file("synther.ckpt")
+    path, ckpt = run.artifact("diffusion_model"), run.artifact("diffusion_checkpoint")
     if run.done("diffusion") and path.exists():
         return SynthER.load(path, map_location=device)
     model = SynthER(layout, for_task(config.synther, config.env), device)
@@ -172,10 +169,9 @@ def _diffusion_phase(config: OfflineConfig, run: Run, real_rows, layout, device,
 
 
 def _generate_phase(config: OfflineConfig, run: Run, model, progress: bool) -> np.ndarray:
-    path = run.file("synthetic.npz")
+    path = run.artifact("synthetic")
     if run.done("generate") and path.exists():
-        with np.load(path) as f:
-            return f["rows"]
+        return read_rows(path, model.layout)
     # Chunks are written into one preallocated array (the rows are held once, not twice).
     rows = np.empty((config.synthetic_rows, model.layout.width), np.float32)
     written = 0
@@ -185,8 +181,7 @@ def _generate_phase(config: OfflineConfig, run: Run, model, progress: bool) -> n
             written += len(chunk)
             bar.update(len(chunk))
     rows = rows[:written]  # non-finite rows may have been dropped
-    with atomic_write(path) as handle:
-        np.savez(handle, rows=rows)
+    write_rows(rows, model.layout, path)
     run.mark_done("generate", {"rows": written})
     return rows
 
@@ -201,9 +196,6 @@ def reward_scale(dataset) -> float:
 
 def make_agent(config: OfflineConfig, dataset, device: torch.device):
     """The run's offline agent with its configured hyperparameters (config.td3_bc / config.iql)."""
-    from synther_fast.agents.iql import IQL
-    from synther_fast.agents.td3_bc import TD3BC
-
     # States are normalised with the real dataset's statistics, also for synthetic-only runs.
     mean = dataset.observations.mean(0)
     std = dataset.observations.std(0) + 1e-3
@@ -224,9 +216,6 @@ class OfflineData:
 
 
 def _agent_phase(run: Run, arm: str, data: OfflineData, device, progress: bool):
-    from synther_fast.evaluation import evaluation_record
-    from synther_fast.replay import MixedSampler, Prefetcher, ReplayBuffer
-
     config: OfflineConfig = run.config
     dataset, layout = data.dataset, data.layout
     phase = f"agent_{arm}"
@@ -253,7 +242,7 @@ def _agent_phase(run: Run, arm: str, data: OfflineData, device, progress: bool):
     synthetic = buffer_of(data.synthetic_rows) if ratio > 0 else None
     sampler = MixedSampler(real, synthetic, ratio, config.batch_size, seed=config.seed)
     agent = make_agent(config, dataset, device)
-    name = f"{phase}.ckpt"
+    name = run.artifact("agent", arm=arm)
     step, evaluations = 0, []
     prefetch = Prefetcher(sampler, depth=2, device=device)
     state = _read_agent_checkpoint(run, name, device)
@@ -294,16 +283,13 @@ def _agent_phase(run: Run, arm: str, data: OfflineData, device, progress: bool):
     return info
 
 
-def _read_agent_checkpoint(run: Run, name: str, device) -> dict[str, Any] | None:
+def _read_agent_checkpoint(run: Run, path: Path, device) -> dict[str, Any] | None:
     """The arm's checkpoint; files of synther_fast 0.1.0 (untagged) are read as they were."""
-    path = run.file(name)
     if not path.exists():
         return None
     try:
         return read_checkpoint(path, "offline_agent", device)
     except RunError:
-        from synther_fast.io import load_torch_dict
-
         legacy = load_torch_dict(path, device, RunError, "agent checkpoint")
         if "format" not in legacy and {"agent", "sampler", "step", "evaluations"} <= set(legacy):
             return legacy
@@ -313,25 +299,15 @@ def _read_agent_checkpoint(run: Run, name: str, device) -> dict[str, Any] | None
 # -- several seeds ----------------------------------------------------------------------------------
 def run_offline_seeds(config: OfflineConfig, seeds: list[int], run_dir: str | os.PathLike[str], *,
                       resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """One run per seed under run_dir/seed_N, and mean +- std of each arm's final return."""
-    results = [run_offline(dataclasses.replace(config, seed=s), Path(run_dir) / f"seed_{s}",
-                           resume=resume, progress=progress) for s in seeds]
-    aggregate: dict[str, Any] = {}
-    for arm in config.arms:
-        returns = np.array([r.scores[arm]["return_mean"] for r in results])
-        scores = [r.scores[arm]["normalized_score"] for r in results]
-        aggregate[arm] = {
-            "return_mean": float(returns.mean()), "return_std": float(returns.std()),
-            "normalized_mean": None if None in scores else float(np.mean(scores)),
-            "normalized_std": None if None in scores else float(np.std(scores)),
-            "seeds": seeds,
-        }
-    out = {"arms": aggregate, "runs": [str(r.run_dir) for r in results]}
-    write_json(Path(run_dir) / "summary_seeds.json", out)
+    """One run per seed (runs.seed_dir: run_dir/seed_N), and mean ± std of each arm's final return."""
+    results = [run_offline(dataclasses.replace(config, seed=s), seed_dir(run_dir, s), resume=resume,
+                           progress=progress) for s in seeds]
+    out = {"arms": aggregate_seeds([r.summary for r in results]), "runs": [str(r.run_dir) for r in results]}
+    write_json(artifact_path(run_dir, "seed_summary"), out)
     return out
 
 
-def format_summary(summary: dict[str, Any]) -> str:
+def format_summary(summary: OfflineSummary) -> str:
     """A side-by-side table of the arms (returns, normalised scores), then fidelity and time."""
     lines = [f"{summary['algo']} on {summary['env']} ({summary['dataset']['rows']:,} real transitions"
              + (f", {summary['synthetic_rows']:,} synthetic" if summary.get("synthetic_rows") else "")
@@ -344,8 +320,6 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append(f"return: mean over {episodes or 'the'} evaluation episodes of the final policy; spread: their "
                  f"standard deviation (one seed)")
     if any(info.get("normalized_score") is not None for info in summary["arms"].values()):
-        from synther_fast.evaluation import D4RL_REFERENCE
-
         low, high = D4RL_REFERENCE[summary["env"].split("-")[0]]
         lines.append(f"normalised: D4RL score 100 (R - {low:.1f}) / ({high:.1f} - {low:.1f}), D4RL's "
                      f"random and expert returns")

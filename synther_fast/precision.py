@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import torch
 
-PRECISIONS = ("ieee", "tf32", "tf32x3", "bf16")
+from synther_fast.config import PRECISIONS
+
 TF32_ROUNDINGS = ("rz", "rn")
 _LOW_13 = 0x1FFF
 

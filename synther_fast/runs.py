@@ -15,14 +15,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from synther_fast.config import config_differences, config_from_dict, config_to_dict
+from synther_fast.artifacts import artifact_path
+from synther_fast.config import OfflineConfig, OnlineConfig, config_differences, config_from_dict, config_to_dict
 from synther_fast.io import atomic_write, load_torch_dict
 
 CHECKPOINT_FORMAT = "synther_fast.checkpoint"
@@ -31,6 +34,49 @@ CHECKPOINT_VERSION = 1
 
 class RunError(ValueError):
     """A run directory that cannot be used as asked (another run's config, a damaged checkpoint)."""
+
+
+# -- naming: the one rule for where runs go ----------------------------------------------------------
+def mode_of(config: Any) -> str:
+    """'offline' or 'online', from the config's class."""
+    if isinstance(config, OnlineConfig):
+        return "online"
+    if isinstance(config, OfflineConfig):
+        return "offline"
+    raise TypeError(f"not a run config: {type(config).__name__}")
+
+
+def safe_name(text: str) -> str:
+    """``text`` as one folder name (task names such as dmc:cheetah-run included)."""
+    return re.sub(r"[^A-Za-z0-9._=+-]", "_", text)
+
+
+def default_run_dir(config: Any, root: str | os.PathLike[str] = "runs") -> Path:
+    """Where a run goes when no directory is given: runs/MODE-TASK-ALGO-PRESET."""
+    return Path(root) / f"{mode_of(config)}-{safe_name(config.env)}-{config.algo}-{config.preset}"
+
+
+def seed_dir(parent: str | os.PathLike[str], seed: int) -> Path:
+    """The run of one seed among several (offline --seeds, every sweep cell): PARENT/seed_N."""
+    return Path(parent) / f"seed_{seed}"
+
+
+def read_config(run_dir: str | os.PathLike[str], cls: type | None = None) -> Any:
+    """The config a run directory was started with, checked as :func:`config_from_dict` checks it;
+    ``cls`` None reads whichever of OfflineConfig / OnlineConfig the file names."""
+    path = artifact_path(run_dir, "config")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: {run_dir} is not a run directory")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise RunError(f"{path} is not valid JSON ({exc})") from None
+    if cls is None:
+        cls = OnlineConfig if data.get("format") == "OnlineConfig" else OfflineConfig
+    try:
+        return config_from_dict(cls, data)
+    except (ValueError, TypeError) as exc:
+        raise RunError(f"{path} cannot be read as a {cls.__name__} ({exc})") from None
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
@@ -70,12 +116,9 @@ class Run:
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise RunError(f"{path} exists and is not a directory")
-        config_file, state_file = path / "config.json", path / "state.json"
+        config_file, state_file = artifact_path(path, "config"), artifact_path(path, "state")
         if config_file.exists() and cls._holds_work(path):
-            try:
-                saved = config_from_dict(type(config), json.loads(config_file.read_text()))
-            except (ValueError, TypeError, json.JSONDecodeError) as exc:
-                raise RunError(f"{config_file} cannot be read as a {type(config).__name__} ({exc})") from None
+            saved = read_config(path, type(config))
             if not resume:
                 raise FileExistsError(
                     f"{path} already holds a run; pass resume=True (--resume) to continue it, or "
@@ -92,8 +135,8 @@ class Run:
             state.setdefault("timings", {})
             return cls(path, config, state, resumed=True)
         path.mkdir(parents=True, exist_ok=True)
-        for stale in ("metrics.jsonl", "metrics.csv"):  # of a start that failed: not this run's
-            (path / stale).unlink(missing_ok=True)
+        for stale in ("metrics", "metrics_csv"):  # of a start that failed: not this run's
+            artifact_path(path, stale).unlink(missing_ok=True)
         write_json(config_file, config_to_dict(config))
         state = {"done": {}, "timings": {}}
         write_json(state_file, state)
@@ -101,7 +144,7 @@ class Run:
 
     @staticmethod
     def _holds_work(path: Path) -> bool:
-        state_file = path / "state.json"
+        state_file = artifact_path(path, "state")
         if state_file.exists():
             with contextlib.suppress(ValueError, OSError):
                 if json.loads(state_file.read_text()).get("done"):
@@ -109,8 +152,9 @@ class Run:
         return any(path.glob("*.ckpt"))
 
     # -- files and phases ---------------------------------------------------------------------
-    def file(self, name: str) -> Path:
-        return self.path / name
+    def artifact(self, name: str, **keys: Any) -> Path:
+        """The path of one of the run's files, by its name in :data:`synther_fast.artifacts.ARTIFACTS`."""
+        return artifact_path(self.path, name, **keys)
 
     def done(self, phase: str) -> bool:
         return phase in self.state["done"]
@@ -129,7 +173,7 @@ class Run:
         self._write_state()
 
     def _write_state(self) -> None:
-        write_json(self.file("state.json"), self.state)
+        write_json(self.artifact("state"), self.state)
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -157,19 +201,23 @@ class Run:
         return dict(self.state["timings"])
 
     # -- checkpoints --------------------------------------------------------------------------
-    def save_checkpoint(self, name: str, kind: str, payload: dict[str, Any], phase: str | None = None) -> None:
-        """Write ``name`` atomically as a versioned torch file of ``kind`` (and flush the phase time)."""
-        import torch
+    def _checkpoint_path(self, name: str | os.PathLike[str]) -> Path:
+        return Path(name) if Path(name).is_absolute() or Path(name).parent != Path(".") else self.path / name
 
+    def save_checkpoint(self, name: str | os.PathLike[str], kind: str, payload: dict[str, Any],
+                        phase: str | None = None) -> None:
+        """Write ``name`` (a file name in the run directory, or :meth:`artifact`'s path) atomically as
+        a versioned torch file of ``kind`` (and flush the phase time)."""
         body = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "kind": kind, **payload}
-        with atomic_write(self.file(name)) as handle:
+        with atomic_write(self._checkpoint_path(name)) as handle:
             torch.save(body, handle)
         if phase is not None:
             self.flush_time(phase)
 
-    def load_checkpoint(self, name: str, kind: str, map_location: Any = None) -> dict[str, Any] | None:
+    def load_checkpoint(self, name: str | os.PathLike[str], kind: str,
+                        map_location: Any = None) -> dict[str, Any] | None:
         """The checkpoint ``name`` if it exists (None otherwise); a damaged or foreign file raises."""
-        path = self.file(name)
+        path = self._checkpoint_path(name)
         if not path.exists():
             return None
         return read_checkpoint(path, kind, map_location)
@@ -203,15 +251,15 @@ class MetricsLog:
     and Weights & Biases when installed and asked for (offline mode unless WANDB_MODE says other)."""
 
     def __init__(self, run: Run, wandb: bool = False) -> None:
-        self.jsonl = run.file("metrics.jsonl")
-        self.csv = run.file("metrics.csv")
+        self.jsonl = run.artifact("metrics")
+        self.csv = run.artifact("metrics_csv")
         if not self.csv.exists():
             self.csv.write_text("phase,step,name,value\n")
         self.tb = None
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(run.file("tensorboard")))
+            self.tb = SummaryWriter(str(run.artifact("tensorboard")))
         except Exception:  # tensorboard is optional
             self.tb = None
         self.wandb = None

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
+import io
 import itertools
-import json
 import os
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,17 +27,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tomllib
 
 from synther_fast.config import (
-    OFFLINE_PRESETS,
-    ONLINE_PRESETS,
+    PRESETS,
     OfflineConfig,
     OnlineConfig,
     config_differences,
     config_from_dict,
     config_to_dict,
+    resolve,
 )
 from synther_fast.envs.names import ENV_NAMES
+from synther_fast.io import atomic_write
+from synther_fast.offline import run_offline
+from synther_fast.online import run_online
+from synther_fast.runs import read_config, safe_name, seed_dir, write_json
+from synther_fast.summaries import Summary, aggregate_scores, read_summary
+from synther_fast.tables import markdown_table
 
 MODES = {"offline": OfflineConfig, "online": OnlineConfig}
 SPEC_KEYS = ("mode", "preset", "tasks", "algos", "seeds", "overrides", "grid", "root", "cpus_per_cell",
@@ -76,7 +83,7 @@ class SweepSpec:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise SweepError(f"sweep mode must be one of {sorted(MODES)}, got {self.mode!r}")
-        presets = OFFLINE_PRESETS if self.mode == "offline" else ONLINE_PRESETS
+        presets = PRESETS[self.mode]
         if self.preset not in presets:
             raise SweepError(f"unknown {self.mode} preset {self.preset!r}; choose from {sorted(presets)}")
         for name in ("tasks", "algos", "seeds"):
@@ -112,8 +119,6 @@ class SweepSpec:
         text = path.read_text()
         try:
             if path.suffix == ".toml":
-                import tomllib
-
                 data = tomllib.loads(text)
             elif path.suffix in (".yaml", ".yml"):
                 try:
@@ -161,8 +166,8 @@ class SweepSpec:
         for task, algo, combo, seed in itertools.product(self.tasks, self.algos, combos, self.seeds):
             values = dict(zip(keys, combo))
             group = grid_tag(values)
-            run_dir = root / _safe(task) / algo / group / f"seed_{seed}" if group else \
-                root / _safe(task) / algo / f"seed_{seed}"
+            run_dir = seed_dir(root / safe_name(task) / algo / group if group else root / safe_name(task) / algo,
+                               seed)
             cells.append(Cell(task, algo, seed, values, run_dir, self._config(task, algo, seed, values)))
         seen: dict[Path, Cell] = {}
         for cell in cells:  # two cells in one directory would overwrite each other's files
@@ -173,17 +178,9 @@ class SweepSpec:
         return cells
 
     def _config(self, task: str, algo: str, seed: int, values: dict[str, Any]) -> OfflineConfig | OnlineConfig:
-        if self.mode == "offline":
-            base: OfflineConfig | OnlineConfig = OFFLINE_PRESETS[self.preset]()
-        else:
-            from synther_fast.config import ONLINE_ALGOS
-
-            if algo not in ONLINE_ALGOS:
-                raise SweepError(f"unknown online algorithm {algo!r}; choose from {list(ONLINE_ALGOS)}")
-            base = ONLINE_PRESETS[self.preset](algo)
-        settings = {**self.overrides, **values, "env": task, "algo": algo, "seed": seed}
+        settings = {**self.overrides, **values, "env": task, "seed": seed}
         try:
-            return base.with_overrides(**settings)
+            return resolve(self.mode, self.preset, algo, settings)
         except (ValueError, TypeError) as exc:
             raise SweepError(f"cell {task} / {algo} / seed {seed}{' / ' + grid_tag(values) if values else ''}: "
                              f"{exc}") from None
@@ -241,7 +238,7 @@ def sweep(spec: SweepSpec | str | os.PathLike[str] | None = None, *, address: st
     outcomes: dict[int, dict[str, Any]] = {}
     pending = []
     for i, cell in enumerate(cells):
-        finished = _finished_outcome(cell, spec.mode)
+        finished = _finished_outcome(cell)
         if finished is not None:
             outcomes[i] = finished
         else:
@@ -266,16 +263,11 @@ def _say(enabled: bool, text: str) -> None:
 def run_cell(mode: str, config: dict[str, Any], run_dir: str) -> dict[str, Any]:
     """One cell, in whichever process Ray gives it: run (or resume) it and return its outcome."""
     if mode == "offline":
-        from synther_fast.offline import run_offline
-
-        summary = run_offline(config_from_dict(OfflineConfig, config), run_dir, resume=True,
-                              progress=False).summary
+        summary: Summary = run_offline(config_from_dict(OfflineConfig, config), run_dir, resume=True,
+                                       progress=False).summary
     else:
-        from synther_fast.online import run_online
-
-        summary = run_online(config_from_dict(OnlineConfig, config), run_dir, resume=True,
-                             progress=False).summary
-    return _outcome(mode, summary, "ran")
+        summary = run_online(config_from_dict(OnlineConfig, config), run_dir, resume=True, progress=False).summary
+    return _outcome(summary, "ran")
 
 
 def _run_on_ray(spec: SweepSpec, cells: list[Cell], pending: list[int], address: str | None,
@@ -327,7 +319,7 @@ def _run_on_ray(spec: SweepSpec, cells: list[Cell], pending: list[int], address:
             except Exception as exc:  # the cell's own error, wrapped by Ray
                 cause = getattr(exc, "cause", None) or exc
                 outcomes[i] = {"status": "failed", "error": f"{type(cause).__name__}: {cause}".splitlines()[0],
-                               "entries": [], "seconds": None}
+                               "scores": [], "seconds": None}
                 summary = f"failed ({outcomes[i]['error']})"
             _say(progress, f"sweep: [{len(outcomes)}/{len(futures)}, {time.perf_counter() - submitted:.0f} s] "
                            f"{cells[i].name}: {summary}")
@@ -337,44 +329,27 @@ def _run_on_ray(spec: SweepSpec, cells: list[Cell], pending: list[int], address:
     return outcomes
 
 
-def _headline(outcome: dict[str, Any]) -> str:
-    parts = []
-    for e in outcome["entries"]:
-        value = e["normalized"] if e["normalized"] is not None else e["return"]
-        parts.append(f"{e['arm'] + ' ' if e['arm'] else ''}{value:.1f}")
-    return ", ".join(parts)
-
-
 # -- outcomes ---------------------------------------------------------------------------------------
-def _finished_outcome(cell: Cell, mode: str) -> dict[str, Any] | None:
+def _finished_outcome(cell: Cell) -> dict[str, Any] | None:
     """The stored outcome of a cell whose run finished with this cell's config; None otherwise."""
-    summary_file, config_file = cell.run_dir / "summary.json", cell.run_dir / "config.json"
-    if not summary_file.exists() or not config_file.exists():
-        return None
     try:
-        saved = config_from_dict(type(cell.config), json.loads(config_file.read_text()))
-        summary = json.loads(summary_file.read_text())
-    except (ValueError, TypeError):
-        return None  # unreadable: let the run itself report it
+        saved = read_config(cell.run_dir, type(cell.config))
+        summary = read_summary(cell.run_dir)
+    except (ValueError, TypeError, FileNotFoundError):
+        return None  # not finished, or unreadable: let the run itself report it
     if config_differences(saved, cell.config):
         return None  # the run will refuse, naming the fields, and the cell is reported as failed
-    try:
-        return _outcome(mode, summary, "finished before")
-    except (KeyError, TypeError):
-        return None  # a summary of another shape: run the cell (it resumes) and let it report
+    return _outcome(summary, "finished before")
 
 
-def _outcome(mode: str, summary: dict[str, Any], status: str) -> dict[str, Any]:
+def _outcome(summary: Summary, status: str) -> dict[str, Any]:
     """Scores and wall time of a finished run; the time adds up every process that worked on it."""
-    if mode == "offline":
-        entries = [{"arm": arm, "return": info["return_mean"], "normalized": info.get("normalized_score")}
-                   for arm, info in summary["arms"].items()]
-        seconds = sum(summary.get("seconds", {}).values())
-    else:
-        entries = [{"arm": "", "return": summary["final_return_mean"],
-                    "normalized": summary.get("final_normalized_score")}]
-        seconds = summary.get("seconds_total")
-    return {"status": status, "entries": entries, "seconds": seconds, "error": None}
+    return {"status": status, "scores": summary.scores(), "seconds": summary.total_seconds, "error": None}
+
+
+def _headline(outcome: dict[str, Any]) -> str:
+    return ", ".join(f"{s.arm + ' ' if s.arm else ''}{s.normalized if s.normalized is not None else s.return_mean:.1f}"
+                     for s in outcome["scores"])
 
 
 def _aggregate(spec: SweepSpec, cells: list[Cell], outcomes: list[dict[str, Any]]):
@@ -383,32 +358,24 @@ def _aggregate(spec: SweepSpec, cells: list[Cell], outcomes: list[dict[str, Any]
     for cell, outcome in zip(cells, outcomes):
         cell_rows.append({"cell": cell.name, "task": cell.task, "algo": cell.algo, "grid": grid_tag(cell.grid),
                           "seed": cell.seed, "status": outcome["status"], "seconds": outcome["seconds"],
-                          "scores": _headline(outcome) if outcome["entries"] else "",
+                          "scores": _headline(outcome) if outcome["scores"] else "",
                           "error": outcome["error"] or "", "run_dir": str(cell.run_dir)})
-        arms = [e["arm"] for e in outcome["entries"]] or list(_arms(spec, cell))
+        arms = [s.arm for s in outcome["scores"]] or list(_arms(spec, cell))
         for arm in arms:
             key = (cell.task, cell.algo, grid_tag(cell.grid), arm)
-            group = groups.setdefault(key, {"returns": [], "normalized": [], "seconds": [], "failed": 0})
-            entry = next((e for e in outcome["entries"] if e["arm"] == arm), None)
-            if entry is None:
+            group = groups.setdefault(key, {"scores": [], "seconds": [], "failed": 0})
+            score = next((s for s in outcome["scores"] if s.arm == arm), None)
+            if score is None:
                 group["failed"] += 1
                 continue
-            group["returns"].append(entry["return"])
-            group["normalized"].append(entry["normalized"])
+            group["scores"].append(score)
             if outcome["seconds"] is not None:
                 group["seconds"].append(outcome["seconds"])
     rows = []
     for (task, algo, grid, arm), g in groups.items():
-        returns = np.array(g["returns"], dtype=float)
-        normalized = None if not g["normalized"] or None in g["normalized"] else np.array(g["normalized"])
-        rows.append({
-            "task": task, "algo": algo, "grid": grid, "arm": arm, "seeds": len(returns), "failed": g["failed"],
-            "return_mean": float(returns.mean()) if len(returns) else None,  # None: every seed failed
-            "return_std": float(returns.std()) if len(returns) else None,
-            "normalized_mean": float(normalized.mean()) if normalized is not None else None,
-            "normalized_std": float(normalized.std()) if normalized is not None else None,
-            "seconds_per_cell": float(np.mean(g["seconds"])) if g["seconds"] else None,
-        })
+        rows.append({"task": task, "algo": algo, "grid": grid, "arm": arm, **aggregate_scores(g["scores"]),
+                     "failed": g["failed"],  # every seed failed: return_mean None
+                     "seconds_per_cell": float(np.mean(g["seconds"])) if g["seconds"] else None})
     return rows, cell_rows
 
 
@@ -418,8 +385,6 @@ def _arms(spec: SweepSpec, cell: Cell) -> tuple[str, ...]:
 
 # -- tables -----------------------------------------------------------------------------------------
 def _write_tables(root: Path, spec: SweepSpec, rows: list[dict[str, Any]], cells: list[dict[str, Any]]):
-    from synther_fast.runs import write_json
-
     root.mkdir(parents=True, exist_ok=True)
     files = {"markdown": root / "sweep.md", "csv": root / "sweep.csv", "cells": root / "cells.csv",
              "json": root / "sweep.json", "png": root / "sweep.png"}
@@ -441,16 +406,16 @@ def _markdown(spec: SweepSpec, rows: list[dict[str, Any]], cells: list[dict[str,
     lines = [f"# Sweep: {spec.mode}, preset {spec.preset}, seeds {list(spec.seeds)}", "",
              "score: D4RL-normalised final return, 100 (R - R_random) / (R_expert - R_random), where D4RL "
              "defines the task (else -); mean ± std over seeds (population std). return: the final "
-             "evaluation's mean episode return.", "",
-             "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+             "evaluation's mean episode return.", ""]
+    table = []
     for r in rows:
         score = "-" if r["normalized_mean"] is None else f"{r['normalized_mean']:.1f} ± {r['normalized_std']:.1f}"
         ret = "-" if not r["seeds"] else f"{r['return_mean']:.1f} ± {r['return_std']:.1f}"
         seeds = f"{r['seeds']}" + (f" ({r['failed']} failed)" if r["failed"] else "")
         wall = "-" if r["seconds_per_cell"] is None else _duration(r["seconds_per_cell"])
-        cols = [r["task"], r["algo"], *([r["grid"]] if spec.grid else []), *([r["arm"]] if offline else []),
-                seeds, score, ret, wall]
-        lines.append("| " + " | ".join(cols) + " |")
+        table.append([r["task"], r["algo"], *([r["grid"]] if spec.grid else []), *([r["arm"]] if offline else []),
+                      seeds, score, ret, wall])
+    lines += markdown_table(head, table)
     failed = [c for c in cells if c["status"] == "failed"]
     total = sum(c["seconds"] or 0.0 for c in cells)
     lines += ["", f"{len(cells)} cells, {len(failed)} failed; {_duration(total)} of cell time in all "
@@ -485,15 +450,11 @@ def _plot(rows: list[dict[str, Any]], path: Path, spec: SweepSpec) -> None:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    from synther_fast.io import atomic_write
-
     with atomic_write(path) as handle:
         handle.write(text.encode())
 
 
 def _atomic_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    import io
-
     buffer = io.StringIO()
     if rows:
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
@@ -526,14 +487,8 @@ def grid_tag(values: Mapping[str, Any]) -> str:
     dataset by its file name and a short hash of its whole path (two data.npz stay apart)."""
     def shown(key: str, value: Any) -> str:
         if key == "dataset" and value is not None:
-            import hashlib
-
             digest = hashlib.sha1(str(Path(str(value)).resolve()).encode()).hexdigest()[:6]
             return f"{Path(str(value)).name}-{digest}"
         return str(value)
 
-    return ",".join(f"{k}={_safe(shown(k, v))}" for k, v in sorted(values.items()))
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._=+-]", "_", text)
+    return ",".join(f"{k}={safe_name(shown(k, v))}" for k, v in sorted(values.items()))

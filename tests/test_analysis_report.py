@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 
 from synther_fast.analysis import gaussian_noise, report_for_run, write_report
+from synther_fast.artifacts import write_rows
+from synther_fast.config import config_to_dict, offline_quick
 from synther_fast.data import Dataset, save_dataset
 from synther_fast.data.collect import rollouts
+from synther_fast.summaries import OfflineSummary, write_summary
 
 pytest.importorskip("matplotlib")
 
@@ -20,15 +23,24 @@ def hopper():
     return rollouts("Hopper-v5", None, 400, seed=0)
 
 
-def make_run(path, dataset, synthetic, env="Hopper-v5", summary=True):
+def write_config(path, env="Hopper-v5", **overrides):
+    (path / "config.json").write_text(json.dumps(config_to_dict(offline_quick().with_overrides(env=env, **overrides))))
+
+
+def make_run(path, dataset, synthetic, env="Hopper-v5", summary=True, legacy_rows=False):
     path.mkdir()
-    (path / "config.json").write_text(json.dumps({"env": env, "dataset": None, "seed": 0}))
+    write_config(path, env)
     save_dataset(dataset, path / "dataset.npz")
-    np.savez(path / "synthetic.npz", rows=synthetic)
+    if legacy_rows:  # the synthetic-rows file of synther_fast <= 0.2: one bare array (NaN rows possible)
+        np.savez(path / "synthetic.npz", rows=synthetic)
+    else:
+        write_rows(synthetic, dataset.layout(not env.startswith("dmc:")), path / "synthetic.npz")
     if summary:
         evaluations = [{"step": s, "return_mean": float(s) / 10, "return_std": 1.0} for s in (0, 100, 200)]
-        (path / "summary.json").write_text(json.dumps({"arms": {"real": {"evaluations": evaluations},
-                                                                "synthetic": {"evaluations": evaluations[:2]}}}))
+        arms = {"real": {"return_mean": 20.0, "return_std": 1.0, "evaluations": evaluations},
+                "synthetic": {"return_mean": 10.0, "return_std": 1.0, "evaluations": evaluations[:2]}}
+        write_summary(path, OfflineSummary(env=env, algo="td3_bc", seed=0, preset="quick", dataset={"rows": len(dataset)},
+                                           arms=arms))
     return path
 
 
@@ -40,7 +52,7 @@ def test_report_for_a_run_directory_renders_tables_and_figures(tmp_path, hopper)
     layout = hopper.layout(True)
     synthetic = gaussian_noise(hopper.to_rows(layout), 0.05, layout, seed=1)
     synthetic[:3] = np.nan  # a generator's bad rows are counted and dropped, not propagated
-    run = make_run(tmp_path / "run", hopper, synthetic)
+    run = make_run(tmp_path / "run", hopper, synthetic, legacy_rows=True)
     path = report_for_run(run, max_rows=150)
     assert path == run / "report" / "report.md"
     text = path.read_text()
@@ -94,7 +106,7 @@ def test_a_dataset_given_by_path_and_no_summary_yet(tmp_path, hopper) -> None:
     run = make_run(tmp_path / "run", hopper, hopper.to_rows(layout)[::-1].copy(), summary=False)
     elsewhere = tmp_path / "data.npz"
     (run / "dataset.npz").rename(elsewhere)
-    (run / "config.json").write_text(json.dumps({"env": "Hopper-v5", "dataset": str(elsewhere)}))
+    write_config(run, dataset=str(elsewhere))
     text = report_for_run(run, tmp_path / "out", max_rows=80).read_text()
     assert "summary.json does not exist" in text and "learning_curves.png" not in figures_of(text)
     numbers = json.loads((tmp_path / "out" / "report.json").read_text())

@@ -11,7 +11,10 @@ import torch
 
 import synther_fast
 from synther_fast.agents.td3_bc import TD3BC
+from synther_fast.artifacts import unlisted_files
+from synther_fast.data import load_dataset
 from synther_fast.offline import OfflineConfig, offline_quick, run_offline
+from synther_fast.summaries import read_summary
 
 TINY = dict(
     collect_method="random", collect_steps=2000, agent_steps=60, eval_every=30, eval_episodes=1,
@@ -32,6 +35,10 @@ def test_end_to_end_writes_everything(tmp_path) -> None:
     for name in ("config.json", "dataset.npz", "synther.pt", "synthetic.npz", "metrics.jsonl",
                  "metrics.csv", "summary.json", "fidelity.json", "agent_real.ckpt", "state.json"):
         assert (run / name).exists(), name
+    assert unlisted_files(run) == []  # every file the run wrote is in the artefact table
+    (run / "stray.bin").write_bytes(b"")
+    assert unlisted_files(run) == ["stray.bin"]  # and the check sees one that is not
+    assert read_summary(run) == result.summary and read_summary(run).scores()[0].arm == "real"
     summary = json.loads((run / "summary.json").read_text())
     assert set(summary["arms"]) == {"real", "synthetic", "mixed"}
     for info in summary["arms"].values():
@@ -46,8 +53,7 @@ def test_end_to_end_writes_everything(tmp_path) -> None:
                                        "agent_mixed"} and all(v > 0 for v in summary["seconds"].values())
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert {r["phase"] for r in records} == {"agent_real", "agent_synthetic", "agent_mixed"}
-    with np.load(run / "synthetic.npz") as f:
-        assert f["rows"].shape == (1000, 2 * 17 + 6 + 2)
+    assert load_dataset(run / "synthetic.npz").to_rows().shape == (1000, 2 * 17 + 6 + 2)  # a dataset file
     report = (run / "report" / "report.md").read_text()  # the data-quality report, at the end
     assert "ynamics" in report and (run / "report" / "dynamics_vs_novelty.png").exists()
     assert json.loads((run / "state.json").read_text())["report"] == str(run / "report" / "report.md")
@@ -75,7 +81,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, monkeypatc
         run_offline(config, tmp_path / "cut", progress=False)
     resumed = run_offline(config, tmp_path / "cut", resume=True, progress=False)
     for arm in ("real", "synthetic"):
-        assert resumed.scores[arm]["evaluations"] == full.scores[arm]["evaluations"]
+        assert resumed.arms[arm]["evaluations"] == full.arms[arm]["evaluations"]
     a = torch.load(tmp_path / "full" / "agent_synthetic.ckpt", weights_only=True)["agent"]
     b = torch.load(tmp_path / "cut" / "agent_synthetic.ckpt", weights_only=True)["agent"]
     for key in ("actor", "critic"):
@@ -127,8 +133,6 @@ def test_cli_collect_fit_generate(tmp_path) -> None:
                "--synther.edm.num_steps", "4")
     assert "fitted 20 steps" in text
     cli("generate", "--model", str(tmp_path / "m.pt"), "--rows", "64", "--out", str(tmp_path / "s.npz"))
-    from synther_fast.data import load_dataset
-
     assert len(load_dataset(tmp_path / "s.npz")) == 64 and len(load_dataset(tmp_path / "d.npz")) == 500
 
 

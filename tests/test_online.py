@@ -11,7 +11,8 @@ import torch
 
 import synther_fast
 from synther_fast.config import online_quick
-from synther_fast.online import OnlineLoop, run_online
+from synther_fast.artifacts import unlisted_files
+from synther_fast.online import OnlineRun, run_online
 
 TINY = {
     "env_steps": 300, "sac.start_steps": 100, "sac.utd": 4, "sac.policy_update_delay": 4,
@@ -33,6 +34,7 @@ def test_sac_synther_run_writes_everything(tmp_path) -> None:
     for name in ("config.json", "state.json", "summary.json", "metrics.jsonl", "metrics.csv", "online.ckpt",
                  "real.replay", "synther_0.pt", "synthetic_0.replay"):
         assert (tmp_path / "run" / name).exists(), name
+    assert unlisted_files(tmp_path / "run") == []  # every file the run wrote is in the artefact table
     assert [e["env_step"] for e in s["evaluations"]] == [150, 300]
     assert all(np.isfinite(e["return_mean"]) and np.isfinite(e["critic_loss"]) for e in s["evaluations"])
     # learner blocks run once the replay holds more than start_steps rows: steps 101..300
@@ -49,7 +51,7 @@ def test_refill_replaces_the_synthetic_rows_and_batches_mix_exactly(tmp_path) ->
 
     config = tiny(**{"sac.batch_size": 32})
     run = Run.open(tmp_path / "r", config)
-    loop = OnlineLoop(config, run, torch.device("cpu"), progress=False)
+    loop = OnlineRun(config, run, torch.device("cpu"), progress=False)
     rng = np.random.default_rng(0)
     loop.real.add(rng.normal(size=(200, loop.layout.width)).astype(np.float32) * [1] * loop.layout.width)
     assert loop.sampler.sample().n_synthetic == 0  # all real before the first refill
@@ -82,17 +84,17 @@ def test_dmc_task_models_no_terminal_and_keeps_rewards_unnormalised(tmp_path) ->
 def test_kill_and_resume_equals_uninterrupted(tmp_path, monkeypatch) -> None:
     config = tiny()
     full = run_online(config, tmp_path / "full", progress=False)
-    original = OnlineLoop.learner_step
+    original = OnlineRun.learn
 
     def crash(self):
         if self.t == 260:
             raise KeyboardInterrupt("simulated kill")
         return original(self)
 
-    monkeypatch.setattr(OnlineLoop, "learner_step", crash)
+    monkeypatch.setattr(OnlineRun, "learn", crash)
     with pytest.raises(KeyboardInterrupt):
         run_online(config, tmp_path / "cut", progress=False)
-    monkeypatch.setattr(OnlineLoop, "learner_step", original)
+    monkeypatch.setattr(OnlineRun, "learn", original)
     saved = torch.load(tmp_path / "cut" / "online.ckpt", weights_only=True)
     assert 150 < json.loads(saved["counters"])["t"] < 260  # resumes after the refit, before the kill
     with pytest.raises(FileExistsError):

@@ -177,6 +177,7 @@ def test_an_online_cell_runs_and_is_then_read_back(tmp_path) -> None:
     from test_online import TINY as ONLINE_TINY
 
     from synther_fast.config import config_to_dict
+    from synther_fast.summaries import Score
     from synther_fast.sweeps import _finished_outcome, run_cell
 
     spec = SweepSpec.build(mode="online", tasks=["Hopper-v5"], algos=["sac-synther"], seeds=[3],
@@ -185,11 +186,11 @@ def test_an_online_cell_runs_and_is_then_read_back(tmp_path) -> None:
     outcome = run_cell("online", config_to_dict(cell.config), str(cell.run_dir))
     summary = json.loads((cell.run_dir / "summary.json").read_text())
     assert outcome["status"] == "ran" and outcome["seconds"] > 0
-    assert outcome["entries"] == [{"arm": "", "return": summary["final_return_mean"],
-                                   "normalized": summary["final_normalized_score"]}]
-    again = _finished_outcome(cell, "online")
-    assert again is not None and again["entries"] == outcome["entries"]
+    assert outcome["scores"] == [Score("", summary["final_return_mean"], summary["final_return_std"],
+                                       summary["final_normalized_score"])]
+    again = _finished_outcome(cell)
+    assert again is not None and again["scores"] == outcome["scores"]
     # another config in the same directory is not taken as finished
     other = SweepSpec.build(mode="online", tasks=["Hopper-v5"], algos=["sac-synther"], seeds=[3],
                             overrides={**ONLINE_TINY, "eval_episodes": 2}, root=str(tmp_path)).cells()[0]
-    assert _finished_outcome(other, "online") is None
+    assert _finished_outcome(other) is None

@@ -8,7 +8,12 @@ import pytest
 
 from synther_fast import SynthER, TransitionLayout, quick
 from synther_fast.config import GenerationConfig
-from synther_fast.diffusion.termination import TerminationClassifier, label_terminals, terminal_mode
+from synther_fast.diffusion.termination import (
+    TerminationClassifier,
+    label_terminals,
+    match_terminal_rate,
+    terminal_mode,
+)
 from synther_fast.envs.health import unhealthy
 
 LAYOUT = TransitionLayout(obs_dim=3, act_dim=1, has_terminal=True)
@@ -69,7 +74,8 @@ def test_generated_terminals_follow_the_generated_next_state_and_the_threshold_d
                                 "trainer.steps": 1500, "trainer.batch_size": 128, "edm.num_steps": 16,
                                 "generation.chunk_size": 4000})
     real = toy(6000, 2)
-    model = SynthER(LAYOUT, config, device="cpu").fit(real, progress=False)
+    model = SynthER(LAYOUT, config.replace(**{"generation.terminal_prior": "model"}), device="cpu").fit(
+        real, progress=False)
     labelled = model.generate(4000, seed=0)
     truth = labelled[:, LAYOUT.next_obs.start] > EDGE
     label = labelled[:, LAYOUT.terminal.start] > 0.5
@@ -80,6 +86,34 @@ def test_generated_terminals_follow_the_generated_next_state_and_the_threshold_d
     assert np.array_equal(thresholded[:, :LAYOUT.terminal.start], labelled[:, :LAYOUT.terminal.start])
     recall = (thresholded[truth, LAYOUT.terminal.start] > 0.5).mean()
     assert recall < 0.7, recall
+    # the default prior: the same model, thinned to the real rows' terminal fraction and refilled
+    model.config = config
+    assert model.data_terminal_rate == pytest.approx(real[:, LAYOUT.terminal.start].mean())
+    matched = model.generate(4000, seed=0)
+    assert len(matched) == 4000  # top-up draws refill what the thinning removed
+    assert abs(matched[:, LAYOUT.terminal.start].mean() - model.data_terminal_rate) < 0.003
+    truth = matched[:, LAYOUT.next_obs.start] > EDGE
+    assert ((matched[:, LAYOUT.terminal.start] > 0.5) == truth).mean() > 0.97  # labels still follow next_obs
+    np.testing.assert_array_equal(model.generate(4000, seed=0), matched)  # reproducible from the seed
+
+
+def test_matching_the_terminal_rate_thins_the_surplus_class_by_hand_counts() -> None:
+    layout = TransitionLayout(obs_dim=1, act_dim=1, has_terminal=True)
+    rows = np.zeros((1000, layout.width), np.float32)
+    rows[:, 0] = np.arange(1000)  # an id, to check order and which rows are kept
+    rows[::10, layout.terminal] = 1.0  # 100 terminals, 900 not
+    many = match_terminal_rate(rows, layout, 0.05, np.random.default_rng(0))
+    kept = int(many[:, -1].sum())
+    assert kept in (47, 48) and (many[:, -1] == 0).sum() == 900  # 0.05 * 900 / 0.95 = 47.4 terminals
+    assert np.all(np.diff(many[:, 0]) > 0)  # original order
+    few = match_terminal_rate(rows, layout, 0.2, np.random.default_rng(0))  # too few terminals
+    assert few[:, -1].sum() == 100 and (few[:, -1] == 0).sum() == 400  # 100 * 0.8 / 0.2 non-terminals
+    mean = np.mean([match_terminal_rate(rows, layout, 0.05, np.random.default_rng(s))[:, -1].sum()
+                    for s in range(200)])
+    assert abs(mean - 0.05 * 900 / 0.95) < 0.1  # stochastic rounding: exact in expectation
+    none = rows.copy()
+    none[:, -1] = 0.0
+    assert match_terminal_rate(none, layout, 0.05, np.random.default_rng(0)) is none  # nothing to match against
 
 
 def test_the_classifier_is_stored_with_the_model(tmp_path) -> None:

@@ -47,7 +47,7 @@ from synther_fast.agents.networks import (
     soft_update,
     xavier_init_,
 )
-from synther_fast.config import SACConfig
+from synther_fast.config import SACConfig, validate
 from synther_fast.graphs import CapturedStep, DeviceRandom, load_optimizer_state, will_capture
 from synther_fast.replay.sampler import Batch
 from synther_fast.rng import derived_seed, seeded
@@ -101,7 +101,7 @@ class SAC:
                  fast: bool = True) -> None:
         """``fast=False`` builds the plain reference (the REDQ code's shape): one nn.Sequential per
         critic, per-network Adam, and an actor loss that back-propagates into the critics too."""
-        self.config = config = SACConfig() if config is None else config
+        self.config = config = SACConfig() if config is None else validate(config)
         self.device = torch.device(device)
         self.obs_dim, self.act_dim, self.fast = obs_dim, act_dim, fast
         with seeded(derived_seed(seed, INIT_STREAM)):  # REDQ's init: xavier-uniform, zero biases

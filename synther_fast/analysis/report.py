@@ -29,7 +29,14 @@ from synther_fast.analysis.fidelity import (
 )
 from synther_fast.analysis.novelty import novelty
 from synther_fast.analysis.tasks import unsupported_reason
+from synther_fast.artifacts import artifact_path, read_rows
+from synther_fast.config import OfflineConfig
+from synther_fast.data.dataset import load_dataset
+from synther_fast.envs import env_spec
 from synther_fast.replay.layout import TransitionLayout
+from synther_fast.runs import read_config
+from synther_fast.summaries import OfflineSummary, read_summary
+from synther_fast.tables import markdown_table
 
 Curves = Mapping[str, Sequence[tuple[float, float]]]
 
@@ -124,22 +131,8 @@ def data_quality(real_rows: np.ndarray, synthetic_rows: np.ndarray, layout: Tran
     return numbers, arrays
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, (int, np.integer)):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if np.isnan(value):
-            return "n/a"
-        return f"{value:.3g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
-    return str(value)
-
-
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
-    return lines + [""]
+    return markdown_table(header, rows) + [""]
 
 
 def _markdown(numbers: dict, figures: dict[str, list[Path]], curves: Curves | None, notes: Sequence[str]) -> str:
@@ -258,50 +251,44 @@ def write_report(real_rows: np.ndarray, synthetic_rows: np.ndarray, layout: Tran
     return path
 
 
-def _read_json(path: Path, what: str) -> Any:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: the run directory has no {what}")
-    return json.loads(path.read_text())
+def learning_curves(summary: OfflineSummary) -> dict[str, list[tuple[float, float]]]:
+    """Each arm's (update, return) evaluations, for the report's learning-curve figure."""
+    return {arm: [(e["step"], e["return_mean"]) for e in info.get("evaluations", [])]
+            for arm, info in summary.arms.items()}
 
 
 def report_for_run(run_dir: str | Path, out_dir: str | Path | None = None, *, max_rows: int = 5000,
                    seed: int = 0) -> Path:
-    """The report of an offline run directory (config.json, dataset, synthetic.npz, summary.json), in run_dir/report."""
-    from synther_fast.data import load_dataset
-
+    """The report of a finished or interrupted offline run directory (its config, dataset,
+    synthetic rows and, once the agents finished, summary), in run_dir/report. A pipeline that has
+    the rows at hand calls :func:`write_report` instead."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {run_dir} does not exist")
-    config = _read_json(run_dir / "config.json", "config.json (is it an offline run directory?)")
-    if not config.get("env"):
-        raise ValueError(f"{run_dir / 'config.json'} has no 'env' entry")
-    env_name = str(config["env"])
-    dataset_path = run_dir / "dataset.npz"
-    if config.get("dataset") is not None:
+    config = read_config(run_dir, OfflineConfig)
+    dataset_path = artifact_path(run_dir, "dataset")
+    if config.dataset is not None:
         # a dataset given by path is read from there, not copied into the run directory
-        given = Path(config["dataset"])
+        given = Path(config.dataset)
         dataset_path = given if given.is_absolute() or given.exists() else run_dir / given
     if not dataset_path.exists():
         raise FileNotFoundError(f"{dataset_path} does not exist: the run's real dataset is missing")
     dataset = load_dataset(dataset_path)
-    synthetic_path = run_dir / "synthetic.npz"
+    layout = dataset.layout(has_terminal=env_spec(config.env).has_terminal)
+    synthetic_path = artifact_path(run_dir, "synthetic")
     if not synthetic_path.is_file():
         raise FileNotFoundError(f"{synthetic_path} does not exist: the run has no synthetic rows "
                                 f"(did it train only the 'real' arm, or stop before generating?)")
-    with np.load(synthetic_path) as f:
-        if "rows" not in f.files:
-            raise ValueError(f"{synthetic_path} has no 'rows' array")
-        synthetic = f["rows"]
-    layout = dataset.layout(has_terminal=not env_name.startswith("dmc:"))
+    synthetic = read_rows(synthetic_path, layout)
     # summary.json appears only once every arm has trained; without it the report has no curves.
     curves, notes = None, []
-    summary_path = run_dir / "summary.json"
-    if not summary_path.is_file():
-        notes.append(f"{summary_path} does not exist (the run has not finished its agents): no learning curves.")
+    try:
+        summary = read_summary(run_dir)
+    except FileNotFoundError as exc:
+        notes.append(f"{exc} (the run has not finished its agents): no learning curves.")
     else:
-        summary = json.loads(summary_path.read_text())
-        curves = {arm: [(e["step"], e["return_mean"]) for e in info.get("evaluations", [])]
-                  for arm, info in summary.get("arms", {}).items()}
-    return write_report(dataset.to_rows(layout), synthetic, layout, env_name,
-                        run_dir / "report" if out_dir is None else out_dir,
+        if isinstance(summary, OfflineSummary):
+            curves = learning_curves(summary)
+    return write_report(dataset.to_rows(layout), synthetic, layout, config.env,
+                        artifact_path(run_dir, "report") if out_dir is None else out_dir,
                         max_rows=max_rows, seed=seed, learning_curves=curves, notes=notes)

@@ -5,6 +5,7 @@ where it was truncated (and at the end of collection)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -13,9 +14,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from synther_fast.agents.sac import SAC, TanhGaussianActor
+from synther_fast.config import COLLECT_METHODS, sac_utd1
 from synther_fast.data.dataset import Dataset, DatasetError
+from synther_fast.envs import env_spec, make_env
+from synther_fast.interaction import Learner, OnlineState, episode_seed, interact
 from synther_fast.io import atomic_write, load_torch_dict
 from synther_fast.progress import progress_bar
+from synther_fast.replay import ReplayBuffer, TransitionLayout
+from synther_fast.runtime import resolve_device
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
@@ -24,8 +31,6 @@ def rollouts(env_name: str, policy: Policy | None, steps: int, seed: int = 0,
              noise_levels: tuple[float, ...] = (0.0,), progress: bool = False) -> Dataset:
     """``steps`` transitions; policy None is uniform random. Episode k adds Gaussian action noise
     of std noise_levels[k % len(noise_levels)] (a spread of levels gives mixed-quality data)."""
-    from synther_fast.envs import make_env
-
     if steps <= 0:
         raise ValueError(f"steps must be positive, got {steps}")
     env = make_env(env_name, seed=seed)
@@ -62,39 +67,52 @@ def rollouts(env_name: str, policy: Policy | None, steps: int, seed: int = 0,
 
 def sac_replay(env_name: str, steps: int, seed: int = 0, device: str = "cpu",
                progress: bool = False, start_steps: int | None = None) -> tuple[Dataset, dict[str, Any]]:
-    """Train SAC (UTD 1) for ``steps`` environment steps with the online loop (SynthER off);
-    return its whole replay as a dataset and the final actor as a policy checkpoint (a
-    replay-like D4RL dataset is made the same way)."""
-    import dataclasses
-    import tempfile
-
-    from synther_fast.config import OnlineConfig, sac_utd1
-    from synther_fast.online import OnlineLoop
-    from synther_fast.runs import Run
-    from synther_fast.runtime import resolve_device
-
+    """Train SAC (UTD 1) for ``steps`` environment steps with the environment loop of the online
+    runs (interaction.interact, no run directory, no evaluations); return its whole replay as a
+    dataset and the final actor as a policy checkpoint (a replay-like D4RL dataset is made the
+    same way)."""
     if steps <= 0:
         raise ValueError(f"steps must be positive, got {steps}")
     sac = sac_utd1() if start_steps is None else dataclasses.replace(sac_utd1(), start_steps=start_steps)
-    config = OnlineConfig(env=env_name, algo="sac", env_steps=steps, sac=sac, real_capacity=steps,
-                          eval_every=steps, eval_episodes=1, checkpoint_every=steps, seed=seed, device=device)
-    with tempfile.TemporaryDirectory(prefix="synther_fast_collect_") as tmp:
-        run = Run.open(tmp, config)
-        try:
-            loop = OnlineLoop(config, run, resolve_device(device), progress)
-            loop.run_loop()
-        finally:
-            run.close()
-    rows = loop.real.to_numpy()
-    layout = loop.layout
+    torch_device = resolve_device(device)
+    env = make_env(env_name)
+    spec = env_spec(env_name)
+    layout = TransitionLayout(spec.obs_dim, spec.act_dim, spec.has_terminal)
+    agent = SAC(spec.obs_dim, spec.act_dim, sac, torch_device, seed, env_name)
+    real = ReplayBuffer(steps, layout)
+    learner = Learner(agent, real, None, 0.0, sac.batch_size, sac.utd, layout, torch_device, seed)
+    state = OnlineState()
+    try:
+        interact(env, agent, real, state, steps=steps, start_steps=sac.start_steps,
+                 action_rng=np.random.default_rng(seed), learn=learner.step, episode_seed=episode_seed(seed),
+                 progress=progress, label=f"collect (SAC) {env_name}")
+    finally:
+        env.close()
+    rows = real.to_numpy()
     timeouts = np.zeros(len(rows), np.float32)
-    timeouts[loop.timeouts] = 1.0
+    timeouts[state.timeouts] = 1.0
     terminal = rows[:, layout.terminal][:, 0] if layout.terminal is not None else np.zeros(len(rows), np.float32)
     data = Dataset(rows[:, layout.obs], rows[:, layout.action], rows[:, layout.reward][:, 0],
                    rows[:, layout.next_obs], terminal, timeouts, env_name, f"sac_replay:{env_name}")
-    checkpoint = loop.agent.actor_state() | {"env_name": env_name, "env_steps": steps,
-                                             "episode_returns": [float(r) for r in loop.episode_returns[-10:]]}
+    checkpoint = agent.actor_state() | {"env_name": env_name, "env_steps": steps,
+                                        "episode_returns": [float(r) for r in state.episode_returns[-10:]]}
     return data, checkpoint
+
+
+def collect(env_name: str, method: str, steps: int, seed: int = 0, *, policy: str | os.PathLike[str] | None = None,
+            noise: tuple[float, ...] = (0.0,), progress: bool = False) -> tuple[Dataset, dict[str, Any] | None]:
+    """The one collection entry point (the offline pipeline and ``synther-fast collect``):
+    'random' rollouts, a 'policy' checkpoint's rollouts with per-episode noise (default: the
+    policy shipped for the task), or a 'sac' run's replay. Returns the dataset and, for 'sac',
+    the final actor as a policy checkpoint (else None)."""
+    if method == "random":
+        return rollouts(env_name, None, steps, seed, progress=progress), None
+    if method == "policy":
+        act, _ = load_policy(policy or shipped_policy_path(env_name))
+        return rollouts(env_name, act, steps, seed, tuple(noise), progress=progress), None
+    if method == "sac":
+        return sac_replay(env_name, steps, seed, progress=progress)
+    raise ValueError(f"unknown collection method {method!r}; choose from {COLLECT_METHODS}")
 
 
 def save_policy(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> None:
@@ -104,8 +122,6 @@ def save_policy(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> Non
 
 def load_policy(path: str | os.PathLike[str], device: str = "cpu") -> tuple[Policy, dict[str, Any]]:
     """A deterministic policy function from a saved SAC actor checkpoint."""
-    from synther_fast.agents.sac import TanhGaussianActor
-
     state = load_torch_dict(path, device, DatasetError, "policy checkpoint")
     if state.get("kind") != "sac_actor":
         raise DatasetError(f"{path}: not a policy checkpoint")

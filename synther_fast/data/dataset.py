@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,8 +215,6 @@ def load_dataset(path: str | os.PathLike[str]) -> Dataset:
 
 
 def _load_npz(path: Path) -> Dataset:
-    import zipfile
-
     try:
         with np.load(path, allow_pickle=False) as f:
             data = {k: f[k] for k in f.files}

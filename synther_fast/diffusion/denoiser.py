@@ -8,10 +8,10 @@ import math
 import torch
 from torch import nn
 
-from synther_fast.config import DenoiserConfig
-from synther_fast.precision import PRECISIONS, fused_linear_emulated
+from synther_fast.config import DENOISER_BACKENDS, DenoiserConfig, validate
+from synther_fast.precision import fused_linear_emulated
 
-BACKENDS = ("auto", "reference", "fused", "emulated")
+BACKENDS = DENOISER_BACKENDS
 
 
 def picks_fused_layers(config: DenoiserConfig, on_cuda: bool) -> bool:
@@ -65,18 +65,9 @@ class ResidualMLPDenoiser(nn.Module):
 
     def __init__(self, config: DenoiserConfig, d_in: int) -> None:
         super().__init__()
-        for name in ("width", "depth", "dim_t", "fourier_features"):
-            value = getattr(config, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"DenoiserConfig.{name} must be a positive int, got {value!r}")
+        validate(config)
         if d_in <= 0:
             raise ValueError(f"d_in must be positive, got {d_in}")
-        if config.backend not in BACKENDS:
-            raise ValueError(f"DenoiserConfig.backend must be one of {BACKENDS}, got {config.backend!r}")
-        if config.precision not in PRECISIONS:
-            raise ValueError(f"DenoiserConfig.precision must be one of {PRECISIONS}, got {config.precision!r}")
-        if config.backend in ("fused", "emulated") and config.layer_norm:
-            raise ValueError(f"the {config.backend} residual blocks do not implement LayerNorm; use backend 'reference'")
         self.config = config
         self.d_in = d_in
         self.proj = nn.Linear(d_in, config.dim_t)

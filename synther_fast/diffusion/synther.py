@@ -14,19 +14,36 @@ from typing import Any
 import numpy as np
 import torch
 
-from synther_fast.config import SynthERConfig, paper_offline, resolve_batch_size
+from synther_fast.artifacts import write_rows
+from synther_fast.config import SynthERConfig, paper_offline, resolve_batch_size, validate
 from synther_fast.diffusion.denoiser import ResidualMLPDenoiser
 from synther_fast.diffusion.edm import denoise, heun_sample, heun_schedule
+from synther_fast.diffusion.fused_sampler import FusedHeunSampler
 from synther_fast.diffusion.normalizer import Normalizer
-from synther_fast.diffusion.termination import TerminationClassifier, label_terminals, load_classifier, terminal_mode
+from synther_fast.diffusion.termination import (
+    TerminationClassifier,
+    label_terminals,
+    load_classifier,
+    match_terminal_rate,
+    terminal_mode,
+)
 from synther_fast.diffusion.trainer import DiffusionTrainer
+from synther_fast.distributed import barrier, mean_over_ranks, rank_and_world
 from synther_fast.io import atomic_write, load_torch_dict
 from synther_fast.progress import progress_bar
+from synther_fast.replay.buffer import ReplayBuffer
 from synther_fast.replay.layout import TransitionLayout
 from synther_fast.rng import derived_seed, fresh_seed, seeded
+from synther_fast.runtime import resolve_device
 
 MODEL_FORMAT = "synther_fast.SynthER"
 MODEL_VERSION = 1
+
+
+TOPUP_FRACTION = 32
+"""A terminal-rate top-up draw holds chunk_size / TOPUP_FRACTION rows."""
+MAX_TOPUPS = 64
+"""Top-up draws per chunk at most (a model far from the data's terminal fraction gets fewer rows)."""
 
 
 class ModelFileError(ValueError):
@@ -34,15 +51,11 @@ class ModelFileError(ValueError):
 
 
 def default_device() -> torch.device:
-    from synther_fast.runtime import resolve_device
-
     return resolve_device(None)
 
 
 def validate_rows(rows: Any, layout: TransitionLayout) -> np.ndarray:
     """Training rows as float32 (n, width); errors name empty data, bad shapes and NaN/inf cells."""
-    from synther_fast.replay.buffer import ReplayBuffer
-
     if isinstance(rows, ReplayBuffer):
         if rows.layout != layout:
             raise ValueError(f"buffer layout {rows.layout} differs from the model's {layout}")
@@ -84,13 +97,14 @@ class SynthER:
         if not isinstance(layout, TransitionLayout):
             raise TypeError(f"layout must be a TransitionLayout, got {type(layout).__name__}")
         self.layout = layout
-        self.config = paper_offline() if config is None else config
+        self.config = paper_offline() if config is None else validate(config)
         self.device = torch.device(device) if device is not None else default_device()
         self.network: ResidualMLPDenoiser | None = None
         self.ema: ResidualMLPDenoiser | None = None
         self.normalizer: Normalizer | None = None
         self.history: list[dict[str, float]] = []
         self.termination: TerminationClassifier | None = None  # terminals='classifier' only
+        self.data_terminal_rate: float | None = None  # the fitted rows' terminal fraction
 
     # -- fitting ------------------------------------------------------------------------------
     def _new_model(self) -> None:
@@ -117,8 +131,6 @@ class SynthER:
         data-parallel over the global batch; rank 0 keeps the EMA, logs and writes the checkpoints,
         and at the end every rank receives rank 0's EMA weights (so every rank holds the model).
         """
-        from synther_fast.distributed import barrier, mean_over_ranks, rank_and_world
-
         data = validate_rows(rows, self.layout)
         self._new_model()
         self.normalizer.fit(data)
@@ -164,6 +176,8 @@ class SynthER:
         barrier()  # rank 0's last checkpoint is on disk before any rank goes on
         self.fit_seconds = time.perf_counter() - started
         gen = self.config.generation
+        if self.layout.terminal is not None:
+            self.data_terminal_rate = float((data[:, self.layout.terminal.start] > 0.5).mean())
         if self.layout.terminal is not None and terminal_mode(gen.terminals, gen.task) == "classifier":
             # Small (seconds on a CPU) and deterministic: every rank fits the same one.
             self.termination = TerminationClassifier.fit(data, self.layout, seed=derived_seed(self.config.seed, 1))
@@ -231,14 +245,12 @@ class SynthER:
         return x.clamp(-1.0, 1.0) if clamp else x
 
     def _fused_sampler(self, n: int, schedule, clamp: bool):
-        from synther_fast.diffusion.fused_sampler import FusedHeunSampler
-
         cache = self.__dict__.setdefault("_samplers", {})
         if cache and next(iter(cache))[2] != id(self.ema):  # another model's graphs: release them
             cache.clear()
         key = (n, schedule.num_steps, id(self.ema))
         if key not in cache:
-            if len(cache) >= 2:  # a full chunk and a remainder; each graph holds its activations
+            if len(cache) >= 3:  # a full chunk, a remainder, a top-up; each graph holds its activations
                 cache.pop(next(iter(cache)))
             cache[key] = FusedHeunSampler(self.ema, schedule, self.config.edm.sigma_data, n,
                                           self.layout.width, self.device, clamp=clamp)
@@ -262,19 +274,48 @@ class SynthER:
         elif len(chunks) and (chunks.start < 0 or chunks.stop > n_chunks or chunks.step != 1):
             raise ValueError(f"chunks {chunks} must be a contiguous part of range({n_chunks})")
         generator = torch.Generator(device=self.device)
-        dropped = 0
+        dropped = short = 0
+        matching = self._matches_terminal_rate()
+        topup = max(1, -(-chunk // TOPUP_FRACTION))  # one size for every top-up: one more sampler graph on CUDA
         for k in chunks:
-            start = k * chunk
-            count = min(chunk, int(n) - start)
-            generator.manual_seed(derived_seed(base_seed, k))
-            rows = self.normalizer.denormalize(self.sample_normalized(count, generator))
-            rows = self._postprocess(rows.cpu().numpy())
-            keep = np.isfinite(rows).all(axis=1)
-            dropped += int((~keep).sum())
-            yield rows[keep]
+            count = min(chunk, int(n) - k * chunk)
+            rows, bad = self._draw(count, derived_seed(base_seed, k), generator)
+            dropped += bad
+            if matching:
+                # Thin to the data's terminal fraction, then refill what was thinned from top-up
+                # draws of the chunk's own streams: the chunk still holds count - bad rows.
+                rng = np.random.default_rng(derived_seed(base_seed, k, 1))
+                want = count - bad
+                rows = match_terminal_rate(rows, self.layout, self.data_terminal_rate, rng)  # type: ignore[arg-type]
+                for j in range(MAX_TOPUPS):
+                    if len(rows) >= want:
+                        break
+                    extra, _ = self._draw(topup, derived_seed(base_seed, k, 2, j), generator)
+                    extra = match_terminal_rate(extra, self.layout, self.data_terminal_rate, rng)  # type: ignore[arg-type]
+                    rows = np.concatenate([rows, extra[: want - len(rows)]])
+                short += max(0, want - len(rows))
+            yield rows
         if dropped:
             warnings.warn(f"dropped {dropped} generated rows with NaN/inf values", RuntimeWarning,
                           stacklevel=2)
+        if short:
+            warnings.warn(f"{short} rows fewer than asked: the model's terminal fraction is so far from the "
+                          f"data's ({self.data_terminal_rate:.2%}) that {MAX_TOPUPS} top-up draws per chunk did "
+                          f"not refill what matching it removed (generation.terminal_prior='model' keeps the "
+                          f"model's fraction)", RuntimeWarning, stacklevel=2)
+
+    def _draw(self, count: int, seed: int, generator: torch.Generator) -> tuple[np.ndarray, int]:
+        """``count`` post-processed rows from stream ``seed``, without those holding NaN/inf (and
+        how many those were)."""
+        generator.manual_seed(seed)
+        rows = self._postprocess(self.normalizer.denormalize(self.sample_normalized(count, generator)).cpu().numpy())
+        keep = np.isfinite(rows).all(axis=1)
+        return rows[keep], int((~keep).sum())
+
+    def _matches_terminal_rate(self) -> bool:
+        gen = self.config.generation
+        return (gen.terminal_prior == "data" and self.data_terminal_rate is not None
+                and terminal_mode(gen.terminals, gen.task) in ("rule", "classifier"))
 
     def _postprocess(self, rows: np.ndarray) -> np.ndarray:
         gen = self.config.generation
@@ -292,8 +333,6 @@ class SynthER:
 
     def generate_into(self, target: Any, n: int, seed: int | None = None) -> int:
         """Stream n generated rows into a ReplayBuffer or an .npz file; returns rows written."""
-        from synther_fast.replay.buffer import ReplayBuffer
-
         if isinstance(target, ReplayBuffer):
             if target.layout != self.layout:
                 raise ValueError(f"buffer layout {target.layout} differs from the model's {self.layout}")
@@ -306,8 +345,7 @@ class SynthER:
         if path.suffix != ".npz":
             raise ValueError(f"generate_into takes a ReplayBuffer or an .npz path, got {target!r}")
         rows = self.generate(n, seed)
-        with atomic_write(path) as handle:
-            np.savez(handle, rows=rows, layout=json.dumps(self.layout.to_dict()))
+        write_rows(rows, self.layout, path)  # the one file format for generated rows (a dataset file)
         return len(rows)
 
     # -- persistence --------------------------------------------------------------------------
@@ -322,6 +360,7 @@ class SynthER:
             "normalizer": self.normalizer.state_dict(),
             "normalizer_kind": self.normalizer.kind,
             "termination": self.termination.state_dict() if self.termination is not None else None,
+            "data_terminal_rate": self.data_terminal_rate,
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -351,6 +390,8 @@ class SynthER:
         model.ema.requires_grad_(False).eval()
         gen = config.generation
         model.termination = load_classifier(payload.get("termination"), layout, terminal_mode(gen.terminals, gen.task), path)
+        rate = payload.get("data_terminal_rate")  # absent from files of earlier releases: no rebalancing
+        model.data_terminal_rate = None if rate is None else float(rate)
         return model
 
     def _check_compatible(self, payload: dict[str, Any], path: Any) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from synther_fast.config import EDMConfig, TrainerConfig
+from synther_fast.config import EDMConfig, TrainerConfig, validate
 from synther_fast.diffusion.edm import edm_loss
 from synther_fast.graphs import CapturedStep, DeviceRandom, load_optimizer_state, will_capture
 
@@ -45,12 +45,9 @@ class DiffusionTrainer:
         self, network: nn.Module, data: torch.Tensor, edm: EDMConfig, config: TrainerConfig,
         batch_size: int, seed: int, shard: tuple[int, int] = (0, 1),
     ) -> None:
-        if config.steps <= 0:
-            raise ValueError(f"TrainerConfig.steps must be positive, got {config.steps}")
+        validate(config)
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if config.ema_every <= 0:
-            raise ValueError(f"TrainerConfig.ema_every must be positive, got {config.ema_every}")
         rank, world = shard
         if batch_size % world != 0:
             raise ValueError(f"the global batch ({batch_size}) must split evenly over {world} processes")
