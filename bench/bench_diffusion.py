@@ -44,6 +44,7 @@ def test_training_step(benchmark, impl, width) -> None:
     benchmark(step)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("width, rows", [(256, 1024), (1024, 256)])
 @pytest.mark.parametrize("impl", ["reference"])
 def test_sampling(benchmark, impl, width, rows) -> None:

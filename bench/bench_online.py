@@ -44,6 +44,7 @@ def test_learner_block(benchmark, algo: str, impl: str) -> None:
     assert torch.isfinite(out["critic_loss"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["sac", "redq", "sac-synther"])
 def test_online_loop(benchmark, tmp_path, algo: str) -> None:
     from synther_fast.online import run_online

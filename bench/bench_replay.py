@@ -64,6 +64,7 @@ def test_add_batches_of_1000(benchmark, impl) -> None:
     benchmark(buf.add, rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("width", [40, 120])
 @pytest.mark.parametrize("batch_size", [256, 4096])
 @pytest.mark.parametrize("impl", ["cpp", "numpy"])

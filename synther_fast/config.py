@@ -299,9 +299,6 @@ def quick() -> SynthERConfig:
     )
 
 
-PRESETS = {"paper_offline": paper_offline, "paper_online": paper_online, "quick": quick}
-
-
 # -- agents -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TD3BCConfig:

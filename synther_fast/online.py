@@ -85,6 +85,7 @@ class OnlineRun:
                                  asynchronous=config.async_refit, progress=progress)
         self.action_rng = np.random.default_rng(config.seed)
         self.state = OnlineState()
+        self._next_checkpoint = config.checkpoint_every
 
     # -- views used by tests and benchmarks -----------------------------------------------------
     @property

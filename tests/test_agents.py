@@ -44,6 +44,7 @@ def plain_q(critic, k, obs, act):
     return h.squeeze(-1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fast", [True, False])
 def test_td3_bc_losses_by_hand(fast: bool) -> None:
     cfg = TD3BCConfig(hidden=TINY, policy_freq=1)

@@ -48,6 +48,7 @@ def figures_of(report: str) -> list[str]:
     return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
 
 
+@pytest.mark.slow
 def test_report_for_a_run_directory_renders_tables_and_figures(tmp_path, hopper) -> None:
     layout = hopper.layout(True)
     synthetic = gaussian_noise(hopper.to_rows(layout), 0.05, layout, seed=1)
@@ -101,6 +102,7 @@ def test_missing_run_files_are_named(tmp_path, hopper) -> None:
         report_for_run(tmp_path / "nowhere")
 
 
+@pytest.mark.slow
 def test_a_dataset_given_by_path_and_no_summary_yet(tmp_path, hopper) -> None:
     layout = hopper.layout(True)
     run = make_run(tmp_path / "run", hopper, hopper.to_rows(layout)[::-1].copy(), summary=False)

@@ -41,6 +41,7 @@ def test_noise_levels_give_mixed_quality() -> None:
     assert len(returns) == 4 and returns[0] > returns[1] + 500 and returns[2] > returns[3] + 500
 
 
+@pytest.mark.slow
 def test_sac_replay_and_policy_checkpoint_round_trip(tmp_path) -> None:
     data, checkpoint = sac_replay("Hopper-v5", 400, seed=0, start_steps=200)
     assert len(data) == 400 and data.env_name == "Hopper-v5"

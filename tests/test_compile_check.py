@@ -20,6 +20,7 @@ pytest.importorskip("triton", reason="the fused kernels need triton")
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "compile_check.py"
 
 
+@pytest.mark.slow
 def test_all_kernels_compile_for_sm90() -> None:
     env = dict(os.environ, TRITON_INTERPRET="0", TRITON_DEFAULT_FP_FUSION="1")
     proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--arch", "90"], capture_output=True,

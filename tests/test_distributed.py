@@ -58,6 +58,7 @@ def runs(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_ddp_fit_matches_the_single_process_fit(runs) -> None:
     single, ddp = weights(runs / "single" / "model.pt"), weights(runs / "ddp" / "model.pt")
     for part in ("network", "ema"):
@@ -71,6 +72,7 @@ def test_ddp_fit_matches_the_single_process_fit(runs) -> None:
     assert moved > 1e-3
 
 
+@pytest.mark.slow
 def test_ddp_fit_resumes_exactly(runs, tmp_path) -> None:
     launch(tmp_path, 2, "--stop-after", "12")
     stopped = torch.load(tmp_path / "fit.ckpt", map_location="cpu", weights_only=False)
@@ -92,6 +94,7 @@ def test_sharded_generation_gives_exactly_the_single_process_rows(runs) -> None:
     assert not list((runs / "ddp").glob(".gen.npz.rank*"))  # the per-rank blocks were removed
 
 
+@pytest.mark.slow
 def test_cli_generate_under_torchrun_matches_one_process(runs, tmp_path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = tmp_path / "cli.npz"
@@ -145,6 +148,7 @@ def test_any_block_of_chunks_draws_the_rows_of_a_full_run() -> None:
         list(model.iter_chunks(130, 5, chunks=range(2, 6)))
 
 
+@pytest.mark.slow
 def test_a_ddp_checkpoint_resumes_in_one_process(runs, tmp_path) -> None:
     launch(tmp_path, 2, "--stop-after", "12")
     launch(tmp_path, 1, "--resume")  # the same fit, finished by one process

@@ -76,6 +76,7 @@ def stub_pytest(tmp_path: Path) -> list[str]:
             "--rootdir", str(folder), "--junitxml", "{OUT}/tests-stub.xml", str(folder / "test_stub.py")]
 
 
+@pytest.mark.slow
 def test_driver_runs_steps_under_one_deadline_and_keeps_every_file(tmp_path: Path) -> None:
     out = tmp_path / "out"
     Step = gpu_check.Step

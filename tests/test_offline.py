@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import numpy as np
 import pytest
+import tiny
 import torch
+from cli_runner import run_cli
 
 import synther_fast
 from synther_fast.agents.td3_bc import TD3BC
@@ -16,20 +17,16 @@ from synther_fast.data import load_dataset
 from synther_fast.offline import OfflineConfig, offline_quick, run_offline
 from synther_fast.summaries import read_summary
 
-TINY = dict(
-    collect_method="random", collect_steps=2000, agent_steps=60, eval_every=30, eval_episodes=1,
-    checkpoint_every=20, synthetic_rows=1000,
-    **{"synther.denoiser.width": 32, "synther.denoiser.depth": 2, "synther.denoiser.dim_t": 16,
-       "synther.trainer.steps": 40, "synther.trainer.log_every": 20, "synther.edm.num_steps": 6},
-)
+TINY = tiny.OFFLINE
 
 
 def tiny_config(**extra) -> OfflineConfig:
-    return offline_quick().with_overrides(**TINY, **extra)
+    return offline_quick().with_overrides(**(TINY | extra))
 
 
+@pytest.mark.slow
 def test_end_to_end_writes_everything(tmp_path) -> None:
-    result = synther_fast.train(tiny_config(arms=("real", "synthetic", "mixed")), run_dir=tmp_path / "run",
+    result = synther_fast.train(tiny_config(arms=("real", "synthetic", "mixed"), report=True), run_dir=tmp_path / "run",
                                 progress=False)
     run = result.run_dir
     for name in ("config.json", "dataset.npz", "synther.pt", "synthetic.npz", "metrics.jsonl",
@@ -59,6 +56,7 @@ def test_end_to_end_writes_everything(tmp_path) -> None:
     assert json.loads((run / "state.json").read_text())["report"] == str(run / "report" / "report.md")
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, monkeypatch) -> None:
     config = tiny_config()
     full = run_offline(config, tmp_path / "full", progress=False)
@@ -95,6 +93,7 @@ def test_resume_with_another_config_is_refused(tmp_path) -> None:
         run_offline(tiny_config(arms=("real",), seed=1), tmp_path / "r", resume=True, progress=False)
 
 
+@pytest.mark.slow
 def test_iql_and_seeds(tmp_path) -> None:
     out = synther_fast.train(tiny_config(algo="iql", arms=("real",)), run_dir=tmp_path / "s", seeds=[0, 1],
                              progress=False)
@@ -123,7 +122,7 @@ def test_paper_preset_on_cpu_warns_with_an_estimate(tmp_path, monkeypatch) -> No
 
 def test_cli_collect_fit_generate(tmp_path) -> None:
     def cli(*args):
-        out = subprocess.run(["synther-fast", *args], capture_output=True, text=True, timeout=300)
+        out = run_cli(*args)
         assert out.returncode == 0, out.stderr[-2000:]
         return out.stdout
 

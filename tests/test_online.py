@@ -3,31 +3,26 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import numpy as np
 import pytest
+import tiny
 import torch
+from cli_runner import run_cli
 
 import synther_fast
-from synther_fast.config import online_quick
 from synther_fast.artifacts import unlisted_files
+from synther_fast.config import online_quick
 from synther_fast.online import OnlineRun, run_online
 
-TINY = {
-    "env_steps": 300, "sac.start_steps": 100, "sac.utd": 4, "sac.policy_update_delay": 4,
-    "sac.hidden": (32, 32), "sac.batch_size": 32, "retrain_every": 150, "num_samples": 400,
-    "synthetic_capacity": 1000, "real_capacity": 1000, "eval_every": 150, "eval_episodes": 1,
-    "checkpoint_every": 60, "synther.denoiser.width": 32, "synther.denoiser.depth": 1,
-    "synther.denoiser.dim_t": 16, "synther.trainer.steps": 30, "synther.trainer.log_every": 10,
-    "synther.edm.num_steps": 4, "synther.generation.chunk_size": 200,
-}
+TINY = tiny.ONLINE
 
 
 def tiny(algo: str = "sac-synther", **extra):
     return online_quick(algo).with_overrides(**(TINY | {"env": "Hopper-v5"} | extra))
 
 
+@pytest.mark.slow
 def test_sac_synther_run_writes_everything(tmp_path) -> None:
     result = synther_fast.train(tiny(), run_dir=tmp_path / "run", progress=False)
     s = result.summary
@@ -73,6 +68,7 @@ def test_truncation_is_not_a_terminal(tmp_path) -> None:
     assert result.summary["episodes"] == 1
 
 
+@pytest.mark.slow
 def test_dmc_task_models_no_terminal_and_keeps_rewards_unnormalised(tmp_path) -> None:
     result = run_online(tiny(env="dmc:cheetah-run", env_steps=200, retrain_every=120, eval_every=200,
                              **{"sac.start_steps": 80}), tmp_path / "dmc", progress=False)
@@ -81,6 +77,7 @@ def test_dmc_task_models_no_terminal_and_keeps_rewards_unnormalised(tmp_path) ->
     assert np.isfinite(result.final_return)
 
 
+@pytest.mark.slow
 def test_kill_and_resume_equals_uninterrupted(tmp_path, monkeypatch) -> None:
     config = tiny()
     full = run_online(config, tmp_path / "full", progress=False)
@@ -131,7 +128,7 @@ def test_bad_inputs_fail_before_the_run_directory_exists(tmp_path, overrides, er
 
 def test_cli_online_and_its_errors(tmp_path) -> None:
     def cli(*args):
-        return subprocess.run(["synther-fast", *args], capture_output=True, text=True, timeout=300)
+        return run_cli(*args)
 
     out = cli("online", "--env", "Hopper-v5", "--algo", "redq", "--env-steps", "120", "--sac.start-steps", "100",
               "--sac.utd", "2", "--sac.policy-update-delay", "2", "--sac.batch-size", "16",
@@ -147,6 +144,7 @@ def test_cli_online_and_its_errors(tmp_path) -> None:
     assert cli("--version").stdout.startswith("synther-fast ")
 
 
+@pytest.mark.slow
 def test_async_refit_swaps_new_rows_in_while_learning_continues(tmp_path) -> None:
     result = run_online(tiny(async_refit=True, checkpoint_every=1000), tmp_path / "async", progress=False)
     refits = result.summary["refits"]

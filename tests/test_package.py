@@ -82,6 +82,7 @@ def test_stub_matches_extension() -> None:
         assert names == actual, f"{cls_name}: stub {sorted(names)} vs module {sorted(actual)}"
 
 
+@pytest.mark.slow
 def test_cli_entry_point_runs() -> None:
     out = subprocess.run(["synther-fast", "info"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

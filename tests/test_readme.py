@@ -15,6 +15,7 @@ def test_the_readme_has_examples() -> None:
     assert len(BLOCKS) >= 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_example_runs(index: int, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)

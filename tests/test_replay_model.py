@@ -49,6 +49,7 @@ def run_ring(exe: Path, *args: str) -> dict[str, int]:
     return {key: int(value) for key, value in pairs}
 
 
+@pytest.mark.slow
 def test_checker_agrees_with_litmus_outcomes(checker: Path) -> None:
     result = subprocess.run([str(checker), "litmus", "--executions", "3000"],
                             capture_output=True, text=True, timeout=120)
@@ -92,6 +93,7 @@ NEEDED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("site", sorted(NEEDED))
 def test_weakening_a_needed_order_is_caught(checker: Path, site: str) -> None:
     counts = run_ring(checker, "--executions", "10000", "--weaken", site)

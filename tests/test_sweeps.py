@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+import tiny
 
 from synther_fast.cli import main as cli_main
 from synther_fast.sweeps import SweepError, SweepSpec, grid_tag, sweep
@@ -18,9 +19,8 @@ HAS_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAS_RAY, reason='needs Ray: pip install ".[distributed]" (CI installs it)')
 
 # Each cell: a random-policy dataset of 400 steps, 10 diffusion steps, 20 agent updates, 1 episode.
-TINY = {"collect_method": "random", "collect_steps": 400, "synthetic_rows": 256, "agent_steps": 20,
-        "eval_every": 20, "eval_episodes": 1, "report": False, "synther.trainer.steps": 10,
-        "synther.trainer.checkpoint_every": 10, "synther.denoiser.width": 128}
+TINY = tiny.OFFLINE | {"collect_steps": 400, "synthetic_rows": 256, "agent_steps": 20, "eval_every": 20,
+                       "checkpoint_every": 20, "synther.trainer.steps": 10, "synther.trainer.checkpoint_every": 10}
 
 
 def test_spec_errors_name_the_problem_before_anything_runs(tmp_path) -> None:
@@ -79,6 +79,7 @@ def finished_sweep(tmp_path_factory):
     return root, result
 
 
+@pytest.mark.slow
 @needs_ray
 def test_two_cell_sweep_writes_both_runs_and_the_table(finished_sweep) -> None:
     root, result = finished_sweep
@@ -125,6 +126,7 @@ def test_rerun_skips_finished_cells_through_the_cli(finished_sweep, tmp_path, ca
     assert [r["return_mean"] for r in again["rows"]] == [r["return_mean"] for r in first.rows]
 
 
+@pytest.mark.slow
 @needs_ray
 def test_a_failing_cell_is_reported_and_the_other_finishes(tmp_path) -> None:
     broken = tmp_path / "broken.npz"
@@ -172,9 +174,10 @@ def test_yaml_spec_means_the_same_as_toml(tmp_path) -> None:
     assert len(toml_cells) == 8 and all(c.config.sac.utd == 5 for c in toml_cells)
 
 
+@pytest.mark.slow
 def test_an_online_cell_runs_and_is_then_read_back(tmp_path) -> None:
     # The cell function itself, in this process (what a Ray worker calls), then the finished check.
-    from test_online import TINY as ONLINE_TINY
+    ONLINE_TINY = tiny.ONLINE
 
     from synther_fast.config import config_to_dict
     from synther_fast.summaries import Score

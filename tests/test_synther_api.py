@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import tiny
 import torch
 
 from synther_fast import ModelFileError, ReplayBuffer, SynthER, TransitionLayout, quick
@@ -14,11 +15,7 @@ from synther_fast.data import load_dataset
 from synther_fast.diffusion import synther as synther_module
 
 LAYOUT = TransitionLayout(obs_dim=3, act_dim=2, has_terminal=True)
-TINY = quick().replace(**{
-    "denoiser.width": 32, "denoiser.depth": 2, "denoiser.dim_t": 16, "trainer.steps": 40,
-    "trainer.batch_size": 32, "trainer.checkpoint_every": 10, "trainer.log_every": 10,
-    "edm.num_steps": 6, "generation.chunk_size": 64,
-})
+TINY = quick().replace(**tiny.SYNTHER)
 
 
 def rows(n: int = 300, seed: int = 0) -> np.ndarray:
@@ -33,6 +30,7 @@ def model() -> SynthER:
     return SynthER(LAYOUT, TINY, device="cpu").fit(rows(), progress=False)
 
 
+@pytest.mark.slow
 def test_save_load_gives_identical_samples(model, tmp_path) -> None:
     path = tmp_path / "model.pt"
     model.save(path)
@@ -50,6 +48,7 @@ def test_same_seed_same_rows_different_seed_different(model) -> None:
     assert not np.array_equal(a, c)
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted_fit(tmp_path) -> None:
     data = rows()
     full = SynthER(LAYOUT, TINY, device="cpu").fit(data, progress=False)
@@ -64,6 +63,7 @@ def test_resume_equals_uninterrupted_fit(tmp_path) -> None:
     np.testing.assert_array_equal(full.generate(64, seed=3), resumed.generate(64, seed=3))
 
 
+@pytest.mark.slow
 def test_resume_rejects_other_data_and_plain_models(tmp_path, model) -> None:
     ckpt = tmp_path / "fit.ckpt"
     SynthER(LAYOUT, TINY, device="cpu").fit(rows(), checkpoint=ckpt, stop_after=10, progress=False)
@@ -111,6 +111,7 @@ def test_nonfinite_rows_are_dropped_with_a_warning(model, monkeypatch) -> None:
     assert out.shape == (54, LAYOUT.width) and np.isfinite(out).all()
 
 
+@pytest.mark.slow
 def test_action_clipping_and_minmax_clamp() -> None:
     data = rows()
     data[:, LAYOUT.action] = np.clip(data[:, LAYOUT.action], -0.5, 0.5)
@@ -124,6 +125,7 @@ def test_action_clipping_and_minmax_clamp() -> None:
     assert (out[:, body] >= lo[body] - 1e-5).all() and (out[:, body] <= hi[body] + 1e-5).all()
 
 
+@pytest.mark.slow
 def test_zero_variance_columns_fit_without_nan() -> None:
     data = rows()
     data[:, 0] = 3.0
@@ -152,6 +154,7 @@ def test_bad_data(bad, error, match) -> None:
         SynthER(LAYOUT, TINY, device="cpu").fit(bad, progress=False)
 
 
+@pytest.mark.slow
 def test_fit_from_replay_buffer_and_unfitted_errors(tmp_path) -> None:
     buffer = ReplayBuffer(500, LAYOUT)
     buffer.add(rows())

@@ -36,6 +36,7 @@ def fitted():
     return model, train, held_out, samples
 
 
+@pytest.mark.slow
 def test_fit_reduces_the_loss(fitted) -> None:
     model = fitted[0]
     losses = [h["loss"] for h in model.history]
@@ -43,12 +44,14 @@ def test_fit_reduces_the_loss(fitted) -> None:
     assert np.mean(losses[-5:]) < 0.7 and np.mean(losses[-5:]) < np.mean(losses[:3]), losses
 
 
+@pytest.mark.slow
 def test_samples_match_held_out_data(fitted) -> None:
     _, _, held_out, samples = fitted
     q = quality(samples, held_out)
     assert passes(q), q
 
 
+@pytest.mark.slow
 def test_untrained_model_fails_the_same_checks(fitted) -> None:
     train, held_out = fitted[1], fitted[2]
     untrained = SynthER(LAYOUT, CONFIG, device="cpu").fit(train, progress=False, stop_after=1)
@@ -70,6 +73,7 @@ def _wrong_noise_level(denoiser, shape, schedule, **kw):
     return heun_sample(lambda x, sigma: denoiser(x, sigma * 0.1), shape, schedule, **kw)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("broken", [_sign_flipped, _wrong_noise_level])
 def test_broken_samplers_fail_the_same_checks(fitted, monkeypatch, broken) -> None:
     model, _, held_out, _ = fitted
@@ -79,6 +83,7 @@ def test_broken_samplers_fail_the_same_checks(fitted, monkeypatch, broken) -> No
     assert not passes(q), q
 
 
+@pytest.mark.slow
 def test_dynamics_beat_gaussian_augmentation_at_equal_novelty(fitted) -> None:
     """Synthetic rows are new (not copies) yet obey the dynamics; noisy copies of real rows at the
     same nearest-neighbour distance from the training set do not."""

@@ -52,6 +52,7 @@ def test_the_rule_labels_exactly_the_unhealthy_next_states() -> None:
     np.testing.assert_array_equal(rows[:, hopper.terminal.start], want.astype(np.float32))
 
 
+@pytest.mark.slow
 def test_the_classifier_learns_the_termination_function_from_real_rows() -> None:
     real, fresh = toy(6000, 0), toy(6000, 1)
     classifier = TerminationClassifier.fit(real, LAYOUT, seed=0)
@@ -66,6 +67,7 @@ def test_the_classifier_learns_the_termination_function_from_real_rows() -> None
     assert not TerminationClassifier.fit(never, LAYOUT).predict(fresh).any()
 
 
+@pytest.mark.slow
 def test_generated_terminals_follow_the_generated_next_state_and_the_threshold_does_not() -> None:
     """A small model on the toy: labelled by the classifier, generated rows are terminal where
     their own next_obs says so; the published threshold on the generated column (the negative
@@ -116,6 +118,7 @@ def test_matching_the_terminal_rate_thins_the_surplus_class_by_hand_counts() -> 
     assert match_terminal_rate(none, layout, 0.05, np.random.default_rng(0)) is none  # nothing to match against
 
 
+@pytest.mark.slow
 def test_the_classifier_is_stored_with_the_model(tmp_path) -> None:
     config = quick().replace(**{"denoiser.width": 32, "denoiser.depth": 1, "denoiser.dim_t": 8,
                                 "trainer.steps": 30, "edm.num_steps": 4, "generation.chunk_size": 500})
