@@ -36,8 +36,15 @@ class Score:
     normalized: float | None
 
 
+@dataclass(frozen=True)
 class _Summary:
-    """Field access by key, as the JSON reads (``summary["arms"]``)."""
+    """What every run reports first (task, algorithm, seed, preset), and field access by key, as
+    the JSON reads (``summary["arms"]``)."""
+
+    env: str
+    algo: str
+    seed: int
+    preset: str
 
     def __getitem__(self, key: str) -> Any:
         if key not in self.keys():
@@ -72,10 +79,6 @@ class OfflineSummary(_Summary):
     """An offline run: the dataset, the synthetic rows' fidelity, and each arm's final agent."""
 
     KIND = "offline"
-    env: str
-    algo: str
-    seed: int
-    preset: str
     dataset: dict[str, Any]
     """rows, source, mean episode return"""
     arms: dict[str, dict[str, Any]]
@@ -99,10 +102,6 @@ class OnlineSummary(_Summary):
     """An online run: its final evaluation, counters, every evaluation and refit, and its time."""
 
     KIND = "online"
-    env: str
-    algo: str
-    seed: int
-    preset: str
     env_steps: int
     episodes: int
     final_return_mean: float
