@@ -133,17 +133,21 @@ def match_terminal_rate(rows: np.ndarray, layout: TransitionLayout, rate: float,
     the over-represented class are dropped; the rows kept are in their original order."""
     if layout.terminal is None or len(rows) == 0:
         return rows
-    done = rows[:, layout.terminal.start] > 0.5
+    keep = terminal_rate_mask(rows[:, layout.terminal.start] > 0.5, rate, rng)
+    return rows if keep.all() else rows[keep]
+
+
+def terminal_rate_mask(done: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """Which rows :func:`match_terminal_rate` keeps, given their terminal flags."""
+    keep = np.ones(len(done), bool)
     n1 = int(done.sum())
-    n0 = len(rows) - n1
+    n0 = len(done) - n1
     if n1 == 0 or n0 == 0 or not 0.0 < rate < 1.0:
-        return rows  # nothing to rebalance against
-    if n1 / len(rows) > rate:  # too many terminals: keep rate * n0 / (1 - rate) of them
+        return keep  # nothing to rebalance against
+    if n1 / len(done) > rate:  # too many terminals: keep rate * n0 / (1 - rate) of them
         target, pool = rate * n0 / (1.0 - rate), np.flatnonzero(done)
     else:  # too few: keep n1 (1 - rate) / rate of the non-terminal rows
         target, pool = n1 * (1.0 - rate) / rate, np.flatnonzero(~done)
     keep_n = min(len(pool), int(np.floor(target + rng.random())))  # stochastic rounding: exact in expectation
-    drop = np.setdiff1d(pool, rng.choice(pool, keep_n, replace=False), assume_unique=True)
-    keep = np.ones(len(rows), bool)
-    keep[drop] = False
-    return rows[keep]
+    keep[np.setdiff1d(pool, rng.choice(pool, keep_n, replace=False), assume_unique=True)] = False
+    return keep
