@@ -42,7 +42,7 @@ from synther_fast.diffusion import SynthER
 from synther_fast.diffusion.denoiser import picks_fused_layers
 from synther_fast.distributed import barrier, generate_sharded, is_main_process, process_group, rank_and_world
 from synther_fast.envs import env_spec
-from synther_fast.envs.names import DMC_TASKS, GYM_TASKS
+from synther_fast.envs.names import NAMES_HELP
 from synther_fast.kernels import interpreter_enabled, triton_available
 from synther_fast.offline import format_summary
 from synther_fast.replay_demo import replay_demo
@@ -50,7 +50,7 @@ from synther_fast.runtime import torch_threads
 from synther_fast.summaries import seeds_table
 from synther_fast.sweeps import RayMissingError, sweep
 
-ENVS_HELP = f"valid tasks: {', '.join(GYM_TASKS + DMC_TASKS)}"
+ENVS_HELP = f"tasks: {NAMES_HELP}"
 Flat = tyro.conf.arg(name="")  # a config's fields become top-level options (--env, --synther....)
 
 

@@ -38,7 +38,7 @@ from synther_fast.config import (
     config_to_dict,
     resolve,
 )
-from synther_fast.envs.names import ENV_NAMES
+from synther_fast.envs.names import check_env_name
 from synther_fast.io import atomic_write
 from synther_fast.offline import run_offline
 from synther_fast.online import run_online
@@ -92,9 +92,14 @@ class SweepSpec:
                 raise SweepError(f"sweep {name} must be a non-empty list, got {value!r}")
             if len(set(value)) != len(value):
                 raise SweepError(f"sweep {name} lists a value twice: {list(value)}")
-        unknown = [t for t in self.tasks if t not in ENV_NAMES]
-        if unknown:
-            raise SweepError(f"unknown task(s) {unknown}; valid tasks: {', '.join(ENV_NAMES)}")
+        problems: dict[str, str] = {}
+        for task in self.tasks:
+            try:
+                check_env_name(task)
+            except ValueError as exc:
+                problems[task] = str(exc)
+        if problems:
+            raise SweepError(f"unknown task(s) {list(problems)}: " + " | ".join(problems.values()))
         if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
             raise SweepError(f"sweep seeds must be non-negative ints, got {list(self.seeds)}")
         for key, values in self.grid.items():

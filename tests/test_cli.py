@@ -42,6 +42,8 @@ def test_version() -> None:
     (["offline", "--synther.edm.num-steps", "0"], "num_steps must be positive"),
     (["offline", "--synther.trainer.checkpoint-every", "0"], "checkpoint_every must be positive"),
     (["offline", "--env", "Nope-v0"], "unknown environment 'Nope-v0'"),
+    (["online", "--env", "Hoper-v5"], "unknown environment 'Hoper-v5' (did you mean Hopper-v5"),
+    (["online", "--env", "dmc:cartpole-swingupp"], "did you mean dmc:cartpole-swingup"),
     (["offline", "--preset", "huge"], "unknown offline preset 'huge'"),
 ])
 def test_user_errors_are_one_line_exit_2_before_any_work(tmp_path, args, message) -> None:

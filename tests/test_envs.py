@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import toy_env  # noqa: F401 (registers the user's own task)
 
 from synther_fast.envs import ENV_NAMES, env_spec, make_env
+from synther_fast.envs.names import check_env_name
 
 
 @pytest.mark.parametrize("name", ["HalfCheetah-v5", "Hopper-v5", "dmc:cheetah-run", "dmc:reacher-hard"])
@@ -55,10 +57,56 @@ def test_actions_are_clipped_and_rescaled() -> None:
     np.testing.assert_allclose(sent[0], [-2, 1, 4, 2.5, -0.5, 4])
 
 
-def test_unknown_name_lists_valid_ones() -> None:
-    with pytest.raises(ValueError, match="valid names: .*HalfCheetah-v5.*dmc:cheetah-run"):
+def test_unknown_name_suggests_close_ones_and_lists_the_tested_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown environment 'Hoper-v5' \(did you mean Hopper-v5.*tested: "
+                                         r"HalfCheetah-v5.*dmc:cheetah-run"):
+        make_env("Hoper-v5")
+    with pytest.raises(ValueError, match=r"did you mean dmc:cartpole-swingup"):
+        make_env("dmc:cartpole-swingupp")
+    with pytest.raises(ValueError, match="cannot import 'no_such_package'"):
+        make_env("no_such_package:Foo-v0")
+    with pytest.raises(ValueError, match="HalfCheetah-v2' cannot be made"):  # registered, simulator gone
         make_env("HalfCheetah-v2")
     assert "dmc:quadruped-walk" in ENV_NAMES
+
+
+def test_every_dm_control_suite_task_is_accepted() -> None:
+    from dm_control import suite
+
+    for domain, task in suite.ALL_TASKS:
+        assert check_env_name(f"dmc:{domain}-{task.replace('_', '-')}")
+        assert check_env_name(f"dmc:{domain}-{task}")  # underscores as dm_control spells them
+
+
+@pytest.mark.parametrize("name, obs_dim, act_dim", [
+    ("InvertedPendulum-v5", 4, 1), ("dmc:cartpole-swingup", 5, 1), ("dmc:reacher-easy", 6, 2),
+    ("toy_env:SyntherFastToy-v0", 4, 2), ("toy_env:SyntherFastToyDict-v0", 4, 2),  # a user's own, dict obs
+])
+def test_tasks_beyond_the_tested_list_step(name: str, obs_dim: int, act_dim: int) -> None:
+    env = make_env(name, seed=0)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (obs_dim,) and env.action_space.shape == (act_dim,)
+    assert np.all(env.action_space.high == 1)
+    for _ in range(3):
+        obs, reward, *_ = env.step(np.ones(act_dim))
+    assert obs.shape == (obs_dim,) and np.isfinite(reward)
+    spec = env_spec(name)
+    assert (spec.obs_dim, spec.act_dim, spec.has_terminal) == (obs_dim, act_dim, not name.startswith("dmc:"))
+    env.close()
+
+
+def test_a_users_env_keeps_its_own_time_limit_and_its_action_bounds_are_mapped() -> None:
+    env = make_env("toy_env:SyntherFastToy-v0", seed=0)
+    env.reset(seed=0)
+    assert env.spec.max_episode_steps == 50  # its own, not the 1000 of the tested tasks
+    env.step(np.ones(2))
+    np.testing.assert_allclose(env.unwrapped.state[2:], 0.1 * 2.0)  # +1 maps onto the bound 2.0
+
+
+@pytest.mark.parametrize("name, space", [("CartPole-v1", "Discrete"), ("MountainCar-v0", "Discrete")])
+def test_spaces_the_package_cannot_model_are_named(name: str, space: str) -> None:
+    with pytest.raises(ValueError, match=f"{name}' has actions {space}"):
+        make_env(name)
 
 
 def test_dmc_episodes_reseed_the_task_without_rebuilding_it(monkeypatch) -> None:

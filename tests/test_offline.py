@@ -149,3 +149,12 @@ def test_dataset_must_fit_the_environment(tmp_path) -> None:
     save_dataset(rollouts("Hopper-v5", None, 300), tmp_path / "hopper.npz")
     with pytest.raises(ValueError, match="pass the matching --env"):
         run_offline(tiny_config(dataset=str(tmp_path / "hopper.npz")), tmp_path / "run", progress=False)
+
+
+def test_offline_on_a_dataset_collected_from_a_users_own_env(tmp_path) -> None:
+    env = "toy_env:SyntherFastToy-v0"  # registered by tests/toy_env.py on import
+    assert run_cli("collect", "--env", env, "--steps", "600", "--out", str(tmp_path / "toy.npz")).returncode == 0
+    result = run_offline(tiny_config(env=env, dataset=str(tmp_path / "toy.npz"), arms=("real", "synthetic")),
+                         tmp_path / "run", progress=False)
+    assert result.summary.dataset["rows"] == 600 and set(result.arms) == {"real", "synthetic"}
+    assert all(np.isfinite(a["return_mean"]) and a["normalized_score"] is None for a in result.arms.values())

@@ -152,3 +152,15 @@ def test_async_refit_swaps_new_rows_in_while_learning_continues(tmp_path) -> Non
     assert 150 <= refits[0]["swapped_at"] <= 300  # learning went on until the rows were ready
     assert result.summary["critic_updates"] == 200 * 4
     assert (tmp_path / "async" / "synthetic_0.replay").exists()
+
+
+@pytest.mark.slow
+def test_a_users_own_registered_env_runs_online(tmp_path) -> None:
+    """A task registered by the user's own module (toy_env, as a plugin package would), named as
+    gymnasium allows: module:EnvId."""
+    result = run_online(tiny("sac-synther", env="toy_env:SyntherFastToy-v0", env_steps=200, retrain_every=150,
+                             eval_every=200, **{"sac.start_steps": 100}), tmp_path / "toy", progress=False)
+    s = result.summary
+    assert s.env_steps == 200 and s.episodes == 4  # its own 50-step time limit
+    assert len(s.refits) == 1 and s.refits[0]["rows"] == 400 and np.isfinite(s.final_return_mean)
+    assert s.final_normalized_score is None  # no D4RL reference for this task

@@ -15,7 +15,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from synther_fast.envs.names import DMC_TASKS, ENV_NAMES, GYM_TASKS  # noqa: F401 (re-exported)
+from synther_fast.envs.names import (  # noqa: F401 (re-exported)
+    DMC_TASKS,
+    ENV_NAMES,
+    GYM_TASKS,
+    check_env_name,
+    dmc_domain_task,
+)
 
 MAX_EPISODE_STEPS = 1000
 
@@ -60,21 +66,24 @@ class EnvSpec:
     suite: str
 
 
-def _check_name(name: str) -> None:
-    if name not in ENV_NAMES:
-        raise ValueError(f"unknown environment {name!r}; valid names: {', '.join(ENV_NAMES)}")
-
-
 def make_env(name: str, seed: int | None = None):
-    """A gymnasium.Env with actions in [-1, 1], flat observations and a 1000-step time limit."""
-    _check_name(name)
+    """A gymnasium.Env with actions in [-1, 1] and flat float observations: any gymnasium id
+    (``package:EnvId`` imports the package first) with its own time limit, else 1000 steps, and
+    any dm_control suite task (``dmc:DOMAIN-TASK``, 1000 steps). Spaces the package cannot model
+    (discrete actions, images) are refused, naming the space."""
+    check_env_name(name)
     _quiet_mujoco()
     if name.startswith("dmc:"):
         env: Any = DMCEnv(name, seed)
         env = gym.wrappers.TimeLimit(env, MAX_EPISODE_STEPS)
     else:
-        env = gym.make(name, max_episode_steps=MAX_EPISODE_STEPS)
-        env = UnitActions(env)
+        env_id = name.rpartition(":")[2]  # the package part was imported by check_env_name
+        limit = {} if gym.spec(env_id).max_episode_steps else {"max_episode_steps": MAX_EPISODE_STEPS}
+        try:
+            env = gym.make(env_id, **limit)
+        except (gym.error.Error, ImportError) as exc:  # e.g. a registered id whose simulator is not installed
+            raise ValueError(f"environment {name!r} cannot be made: {type(exc).__name__}: {exc}") from None
+        env = UnitActions(_flat_observations(env, name))
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)
@@ -91,6 +100,29 @@ def env_spec(name: str) -> EnvSpec:
         env.close()
 
 
+def _flat_observations(env: Any, name: str) -> Any:
+    """The env with 1-D Box observations: Dict (or Tuple) observations of Boxes are flattened in key
+    order (as the DMC wrapper does); anything else is refused, naming the space."""
+    space = env.observation_space
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
+        return env
+    if isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)) and all(
+            isinstance(s, gym.spaces.Box) for s in _leaves(space)):
+        return gym.wrappers.FlattenObservation(env)
+    env.close()
+    kind = "image-like " if isinstance(space, gym.spaces.Box) else ""
+    raise ValueError(f"environment {name!r} has {kind}observations {space}: SynthER models flat vectors "
+                     f"(a 1-D Box, or a Dict of Boxes, which is flattened)")
+
+
+def _leaves(space: Any) -> list[Any]:
+    if isinstance(space, gym.spaces.Dict):
+        return [leaf for s in space.spaces.values() for leaf in _leaves(s)]
+    if isinstance(space, gym.spaces.Tuple):
+        return [leaf for s in space.spaces for leaf in _leaves(s)]
+    return [space]
+
+
 class UnitActions(gym.ActionWrapper):
     """Actions in [-1, 1], clipped, then mapped linearly onto the simulator's bounds.
 
@@ -98,6 +130,12 @@ class UnitActions(gym.ActionWrapper):
     """
 
     def __init__(self, env) -> None:
+        space = env.action_space
+        if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1 or not (
+                np.isfinite(space.low).all() and np.isfinite(space.high).all()):
+            env.close()
+            raise ValueError(f"environment {env.spec.id if env.spec else env!r} has actions {space}: the agents "
+                             f"need a 1-D Box of finite bounds (continuous control)")
         super().__init__(env)
         self._low = env.action_space.low.astype(np.float64)
         self._high = env.action_space.high.astype(np.float64)
@@ -118,8 +156,7 @@ class DMCEnv(gym.Env):
         os.environ.setdefault("MUJOCO_GL", "disable")  # headless; 'osmesa' fails on these machines
         from dm_control import suite
 
-        domain, task = name[len("dmc:"):].split("-", 1)
-        task = task.replace("-", "_")
+        domain, task = dmc_domain_task(name)
         self._make = lambda s: suite.load(domain, task, task_kwargs={"random": s})
         self._env = self._make(seed)
         spec = self._env.action_spec()
