@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from synther_fast.config import OfflineConfig, OnlineConfig, resolve, validate
+from synther_fast.envs.names import register_factory
 from synther_fast.offline import run_offline, run_offline_seeds
 from synther_fast.online import run_online
 from synther_fast.runs import default_run_dir, mode_of
@@ -19,9 +20,12 @@ def train(config: OfflineConfig | OnlineConfig | None = None, *, mode: str | Non
     ``train(OfflineConfig(...))`` / ``train(OnlineConfig(...))``, or the keyword form
     ``train(mode="offline" | "online", env=..., **overrides)`` starting from a named preset
     ('quick' or 'paper'). Overrides name config fields, nested ones with dotted keys
-    (``**{"synther.trainer.steps": 2000}``). Returns an OfflineResult / OnlineResult, or for an
+    (``**{"synther.trainer.steps": 2000}``); ``env`` may be a function returning a gymnasium.Env
+    (registered for this process as ``user/NAME-v0``, see envs.names.register_factory). Returns an OfflineResult / OnlineResult, or for an
     offline run with ``seeds`` the mean +- std over seeds.
     """
+    if callable(overrides.get("env")):  # a factory of the user's own environment, registered nowhere
+        overrides["env"] = register_factory(overrides["env"])
     if mode is not None and mode not in ("offline", "online"):
         raise ValueError(f"mode must be 'offline' or 'online', got {mode!r}")
     if config is None:

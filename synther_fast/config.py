@@ -425,7 +425,11 @@ class OfflineConfig(Serialisable, Checked):
     1M agent updates, the paper_offline diffusion model."""
 
     env: str = "HalfCheetah-v5"
-    """task name (gymnasium v5 or dmc:domain-task); evaluation runs there"""
+    """task: any gymnasium id (package:EnvId imports a registering package) or dmc:DOMAIN-TASK;
+    evaluation runs there"""
+    has_terminal: bool | None = None
+    """model a terminal column: None takes it from the task (gymnasium tasks can terminate,
+    dm_control tasks never do); set it for a task whose termination you know better"""
     dataset: str | None = None
     """dataset path (.npz, D4RL .hdf5, Minari folder); None: collect one with collect_*"""
     collect_method: str = "policy"
@@ -508,7 +512,10 @@ class OnlineConfig(Serialisable, Checked):
     fresh diffusion model fitted on the real replay every retrain_every environment steps."""
 
     env: str = "HalfCheetah-v5"
-    """task name (gymnasium v5 or dmc:domain-task)"""
+    """task: any gymnasium id (package:EnvId imports a registering package) or dmc:DOMAIN-TASK"""
+    has_terminal: bool | None = None
+    """model a terminal column: None takes it from the task (gymnasium tasks can terminate,
+    dm_control tasks never do); set it for a task whose termination you know better"""
     algo: str = "sac-synther"
     """'sac-synther' (SynthER), 'redq' (10 critics, UTD 20) or 'sac' (real data only at sac.utd)"""
     env_steps: int = 100_000

@@ -64,7 +64,7 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
     """
     validate(config)
     device = resolve_device(config.device)
-    spec = env_spec(config.env)
+    spec = env_spec(config.env, config.has_terminal)
     given = _load_given_dataset(config, spec) if config.dataset is not None else None
     if config.dataset is None and config.collect_method == "policy":
         load_policy(config.collect_policy or shipped_policy_path(config.env))  # a bad file fails now
@@ -151,7 +151,8 @@ def _dataset_phase(config: OfflineConfig, run: Run, progress: bool):
     if run.done("dataset") and path.exists():
         return load_dataset(path)
     dataset, _ = collect(config.env, config.collect_method, config.collect_steps, config.seed,
-                         policy=config.collect_policy, noise=config.collect_noise, progress=progress)
+                         policy=config.collect_policy, noise=config.collect_noise, progress=progress,
+                         has_terminal=config.has_terminal)
     save_dataset(dataset, path)
     run.mark_done("dataset", {"rows": len(dataset), "source": str(path)})
     return dataset

@@ -71,7 +71,7 @@ class OnlineRun:
 
     def __init__(self, config: OnlineConfig, run: Run, device: torch.device, progress: bool) -> None:
         self.config, self.run, self.device, self.progress = config, run, device, progress
-        self.spec = env_spec(config.env)
+        self.spec = env_spec(config.env, config.has_terminal)
         self.layout = TransitionLayout(self.spec.obs_dim, self.spec.act_dim, self.spec.has_terminal)
         self.env = make_env(config.env)
         self.agent = SAC(self.spec.obs_dim, self.spec.act_dim, config.sac, device, config.seed, config.env)

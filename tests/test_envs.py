@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import toy_env  # noqa: F401 (registers the user's own task)
+import toy_env  # registers the user's own task on import
 
 from synther_fast.envs import ENV_NAMES, env_spec, make_env
-from synther_fast.envs.names import check_env_name
+from synther_fast.envs.names import check_env_name, register_factory
 
 
 @pytest.mark.parametrize("name", ["HalfCheetah-v5", "Hopper-v5", "dmc:cheetah-run", "dmc:reacher-hard"])
@@ -131,3 +131,17 @@ def test_dmc_episodes_reseed_the_task_without_rebuilding_it(monkeypatch) -> None
     fresh = DMCEnv("dmc:reacher-hard", seed=5)  # a task built with random=5, first episode
     obs, _ = fresh.reset()
     np.testing.assert_array_equal(np.array([obs] + [fresh.step(a)[0] for a in actions]), runs[0])
+
+
+def test_a_factory_is_registered_under_a_user_id_and_termination_can_be_overridden() -> None:
+    def my_task():
+        return toy_env.PointMass()
+
+    name = register_factory(my_task)
+    assert name == "user/my_task-v0" and make_env(name, seed=0).reset(seed=0)[0].shape == (4,)
+    assert env_spec(name).has_terminal and not env_spec(name, has_terminal=False).has_terminal
+    assert env_spec("dmc:cheetah-run", has_terminal=True).has_terminal  # the user's word wins
+    assert register_factory(lambda: toy_env.PointMass(dict_observations=True), name="my_task") == name
+    assert make_env(name, seed=0).reset(seed=0)[0].shape == (4,)  # the new factory replaced the old one
+    with pytest.raises(TypeError, match="callable"):
+        register_factory("not a function")

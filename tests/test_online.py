@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tiny
 import torch
+import toy_env
 from cli_runner import run_cli
 
 import synther_fast
@@ -164,3 +165,18 @@ def test_a_users_own_registered_env_runs_online(tmp_path) -> None:
     assert s.env_steps == 200 and s.episodes == 4  # its own 50-step time limit
     assert len(s.refits) == 1 and s.refits[0]["rows"] == 400 and np.isfinite(s.final_return_mean)
     assert s.final_normalized_score is None  # no D4RL reference for this task
+
+
+@pytest.mark.slow
+def test_an_unregistered_env_factory_through_train_with_its_termination_overridden(tmp_path) -> None:
+    def point_mass():  # a research environment registered nowhere
+        return toy_env.PointMass()
+
+    result = synther_fast.train(mode="online", env=point_mass, has_terminal=False, run_dir=tmp_path / "fn",
+                                progress=False, **(TINY | {"env_steps": 200, "retrain_every": 150, "eval_every": 200,
+                                                           "sac.start_steps": 100}))
+    assert result.summary.env == "user/point_mass-v0" and result.summary.env_steps == 200
+    rows = synther_fast.ReplayBuffer.load(tmp_path / "fn" / "real.replay")
+    assert not rows.layout.has_terminal  # the user's word: no terminal column is modelled
+    model = synther_fast.SynthER.load(tmp_path / "fn" / "synther_0.pt", map_location="cpu")
+    assert not model.layout.has_terminal

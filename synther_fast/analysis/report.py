@@ -274,7 +274,7 @@ def report_for_run(run_dir: str | Path, out_dir: str | Path | None = None, *, ma
     if not dataset_path.exists():
         raise FileNotFoundError(f"{dataset_path} does not exist: the run's real dataset is missing")
     dataset = load_dataset(dataset_path)
-    layout = dataset.layout(has_terminal=env_spec(config.env).has_terminal)
+    layout = dataset.layout(has_terminal=env_spec(config.env, config.has_terminal).has_terminal)
     synthetic_path = artifact_path(run_dir, "synthetic")
     if not synthetic_path.is_file():
         raise FileNotFoundError(f"{synthetic_path} does not exist: the run has no synthetic rows "

@@ -66,7 +66,8 @@ def rollouts(env_name: str, policy: Policy | None, steps: int, seed: int = 0,
 
 
 def sac_replay(env_name: str, steps: int, seed: int = 0, device: str = "cpu",
-               progress: bool = False, start_steps: int | None = None) -> tuple[Dataset, dict[str, Any]]:
+               progress: bool = False, start_steps: int | None = None,
+               has_terminal: bool | None = None) -> tuple[Dataset, dict[str, Any]]:
     """Train SAC (UTD 1) for ``steps`` environment steps with the environment loop of the online
     runs (interaction.interact, no run directory, no evaluations); return its whole replay as a
     dataset and the final actor as a policy checkpoint (a replay-like D4RL dataset is made the
@@ -76,7 +77,7 @@ def sac_replay(env_name: str, steps: int, seed: int = 0, device: str = "cpu",
     sac = sac_utd1() if start_steps is None else dataclasses.replace(sac_utd1(), start_steps=start_steps)
     torch_device = resolve_device(device)
     env = make_env(env_name)
-    spec = env_spec(env_name)
+    spec = env_spec(env_name, has_terminal)
     layout = TransitionLayout(spec.obs_dim, spec.act_dim, spec.has_terminal)
     agent = SAC(spec.obs_dim, spec.act_dim, sac, torch_device, seed, env_name)
     real = ReplayBuffer(steps, layout)
@@ -100,7 +101,8 @@ def sac_replay(env_name: str, steps: int, seed: int = 0, device: str = "cpu",
 
 
 def collect(env_name: str, method: str, steps: int, seed: int = 0, *, policy: str | os.PathLike[str] | None = None,
-            noise: tuple[float, ...] = (0.0,), progress: bool = False) -> tuple[Dataset, dict[str, Any] | None]:
+            noise: tuple[float, ...] = (0.0,), progress: bool = False,
+            has_terminal: bool | None = None) -> tuple[Dataset, dict[str, Any] | None]:
     """The one collection entry point (the offline pipeline and ``synther-fast collect``):
     'random' rollouts, a 'policy' checkpoint's rollouts with per-episode noise (default: the
     policy shipped for the task), or a 'sac' run's replay. Returns the dataset and, for 'sac',
@@ -111,7 +113,7 @@ def collect(env_name: str, method: str, steps: int, seed: int = 0, *, policy: st
         act, _ = load_policy(policy or shipped_policy_path(env_name))
         return rollouts(env_name, act, steps, seed, tuple(noise), progress=progress), None
     if method == "sac":
-        return sac_replay(env_name, steps, seed, progress=progress)
+        return sac_replay(env_name, steps, seed, progress=progress, has_terminal=has_terminal)
     raise ValueError(f"unknown collection method {method!r}; choose from {COLLECT_METHODS}")
 
 

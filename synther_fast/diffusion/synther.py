@@ -28,7 +28,8 @@ from synther_fast.diffusion.termination import (
     terminal_mode,
 )
 from synther_fast.diffusion.trainer import DiffusionTrainer
-from synther_fast.distributed import barrier, mean_over_ranks, rank_and_world
+from synther_fast.distributed import agree, barrier, broadcast_module, mean_over_ranks, rank_and_world
+from synther_fast.graphs import CudaRngSlot
 from synther_fast.io import atomic_write, load_torch_dict
 from synther_fast.progress import progress_bar
 from synther_fast.replay.buffer import ReplayBuffer
@@ -142,8 +143,6 @@ class SynthER:
         progress = progress and rank == 0
         prints = fingerprint(data)
         if world > 1:
-            from synther_fast.distributed import agree
-
             # Every rank must resume (or start) alike, or their step counts and weights part.
             if agree(resume is not None) != (not agree(resume is None)):
                 raise RuntimeError("the torchrun ranks disagree about resuming (some see the checkpoint, some "
@@ -170,8 +169,6 @@ class SynthER:
                 self._write_checkpoint(checkpoint, trainer, prints)
         bar.close()
         if world > 1:
-            from synther_fast.distributed import broadcast_module
-
             broadcast_module(trainer.ema)
         barrier()  # rank 0's last checkpoint is on disk before any rank goes on
         self.fit_seconds = time.perf_counter() - started
@@ -232,8 +229,6 @@ class SynthER:
             # from ``generator`` so that the caller's seed decides the rows and nothing global moves.
             seed = int(torch.randint(0, 2**62, (), generator=generator, device=generator.device)) \
                 if generator is not None else fresh_seed()
-            from synther_fast.graphs import CudaRngSlot
-
             with CudaRngSlot(self.device, seed):
                 return self._fused_sampler(n, schedule, clamp).sample().clone()
 

@@ -90,11 +90,15 @@ def make_env(name: str, seed: int | None = None):
     return env
 
 
-def env_spec(name: str) -> EnvSpec:
+def env_spec(name: str, has_terminal: bool | None = None) -> EnvSpec:
+    """The task's sizes and suite; ``has_terminal`` None: gymnasium tasks are taken to be able to
+    terminate (the terminal column is modelled), dm_control tasks never do (the published choice);
+    True / False: the user's word for a task whose termination they know better."""
     env = make_env(name, seed=0)
     try:
         return EnvSpec(name, int(np.prod(env.observation_space.shape)),
-                       int(np.prod(env.action_space.shape)), not name.startswith("dmc:"),
+                       int(np.prod(env.action_space.shape)),
+                       not name.startswith("dmc:") if has_terminal is None else bool(has_terminal),
                        "dmc" if name.startswith("dmc:") else "gym")
     finally:
         env.close()

@@ -15,6 +15,9 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import re
+from collections.abc import Callable
+from typing import Any
 
 GYM_TASKS = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5", "Humanoid-v5")
 DMC_TASKS = (
@@ -73,6 +76,22 @@ def check_env_name(name: str) -> str:
         known = tuple(gym.registry) + ENV_NAMES[len(GYM_TASKS):]
         raise UnknownEnvironment(f"unknown environment {name!r}{_did_you_mean(env_id, known)}; {NAMES_HELP}") from None
     return name
+
+
+def register_factory(factory: Callable[..., Any], name: str | None = None) -> str:
+    """Register a function that returns a gymnasium.Env (a research environment that is registered
+    nowhere) and return the id the configs then name: ``user/NAME-v0`` (NAME: ``name`` or the
+    function's name). Registration lives in this process: a resumed run, or a sweep cell in
+    another process, must register the same factory again first."""
+    import gymnasium as gym
+
+    if not callable(factory):
+        raise TypeError(f"env factory must be callable, got {type(factory).__name__}")
+    base = re.sub(r"[^A-Za-z0-9_]", "_", name or getattr(factory, "__name__", "") or "env").strip("_") or "env"
+    env_id = f"user/{base}-v0"
+    gym.registry.pop(env_id, None)  # the same name registered again (a notebook redefining it) replaces it
+    gym.register(env_id, entry_point=factory)
+    return env_id
 
 
 def _did_you_mean(name: str, known: tuple[str, ...]) -> str:
