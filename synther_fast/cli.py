@@ -38,6 +38,7 @@ from synther_fast.config import (
 from synther_fast.data import load_dataset
 from synther_fast.data.collect import collect, save_policy
 from synther_fast.data.dataset import check_output_path, save_dataset
+from synther_fast.data.minari_out import save_minari
 from synther_fast.diffusion import SynthER
 from synther_fast.diffusion.denoiser import picks_fused_layers
 from synther_fast.distributed import barrier, generate_sharded, is_main_process, process_group, rank_and_world
@@ -241,17 +242,31 @@ class Generate:
     """a model file written by fit (or a run's synther.pt)"""
     rows: int
     out: str
-    """.npz (package format) or .hdf5 (D4RL layout)"""
+    """.npz (package format), .hdf5 (D4RL layout), or with --format minari a new folder"""
+    format: Literal["file", "minari"] = "file"
+    """'file': the dataset file OUT names by its suffix; 'minari': a Minari dataset folder (one
+    one-step episode per row; needs pip install "synther_fast[minari]")"""
     seed: int = 0
     device: str | None = None
 
     def run(self) -> int:
         if self.rows <= 0:
             raise ValueError(f"--rows must be positive, got {self.rows}")
-        check_output_path(self.out)
+        if self.format == "minari":
+            if Path(self.out).exists():
+                raise FileExistsError(f"{self.out} exists; choose another --out (nothing was changed)")
+            _check_parent(self.out)
+        else:
+            check_output_path(self.out)
         with process_group(self.device) as device:
             model = SynthER.load(self.model, map_location=device)
-            written = generate_sharded(model, self.rows, self.seed, self.out)
+            target = self.out if self.format == "file" else str(Path(self.out).with_name(f".{Path(self.out).name}.rows.npz"))
+            written = generate_sharded(model, self.rows, self.seed, target)
+            if self.format == "minari" and is_main_process():
+                rows = load_dataset(target)
+                rows.env_name = model.config.generation.task
+                save_minari(rows, self.out)
+                Path(target).unlink()
             if is_main_process():
                 world = rank_and_world()[1]
                 print(f"wrote {written:,} synthetic transitions to {self.out}"
