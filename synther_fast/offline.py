@@ -29,6 +29,8 @@ from synther_fast.data.collect import collect, load_policy, shipped_policy_path
 from synther_fast.data.dataset import load_dataset, save_dataset
 from synther_fast.diffusion import SynthER
 from synther_fast.envs import env_spec
+from synther_fast.envs.factory import EnvSpec
+from synther_fast.envs.names import NO_ENV
 from synther_fast.evaluation import D4RL_REFERENCE, evaluation_record
 from synther_fast.io import load_torch_dict
 from synther_fast.progress import progress_bar
@@ -64,8 +66,16 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
     """
     validate(config)
     device = resolve_device(config.device)
-    spec = env_spec(config.env, config.has_terminal)
-    given = _load_given_dataset(config, spec) if config.dataset is not None else None
+    given = None
+    if config.env == NO_ENV:  # a dataset alone (logged or real-robot data): no simulator anywhere
+        if config.dataset is None:
+            raise ValueError("--env none needs --dataset: without an environment nothing can be collected")
+        given = load_dataset(config.dataset)
+        has_terminal = bool(given.terminals.any()) if config.has_terminal is None else config.has_terminal
+        spec = EnvSpec(NO_ENV, given.obs_dim, given.act_dim, has_terminal, "none")
+    else:
+        spec = env_spec(config.env, config.has_terminal)
+        given = _load_given_dataset(config, spec) if config.dataset is not None else None
     if config.dataset is None and config.collect_method == "policy":
         load_policy(config.collect_policy or shipped_policy_path(config.env))  # a bad file fails now
     _warn_if_slow(config, device)
@@ -260,11 +270,13 @@ def _agent_phase(run: Run, arm: str, data: OfflineData, device, progress: bool):
             step += 1
             bar.update(1)
             if step % config.eval_every == 0 or step == config.agent_steps:
-                record = evaluation_record(agent.act, config.env, config.eval_episodes, config.seed, len(evaluations))
+                record = {} if config.env == NO_ENV else \
+                    evaluation_record(agent.act, config.env, config.eval_episodes, config.seed, len(evaluations))
                 record |= {k: float(v) for k, v in losses.items()}
                 evaluations.append({"step": step, **record})
                 run.logger().log(phase, step, record)
-                bar.set_postfix(ret=f"{record['return_mean']:.0f}")
+                if "return_mean" in record:
+                    bar.set_postfix(ret=f"{record['return_mean']:.0f}")
             if step % config.checkpoint_every == 0 or step == config.agent_steps:
                 payload = {"agent": agent.state_dict(), "sampler": json.dumps(prefetch.state_dict()),
                            "step": step, "evaluations": json.dumps(evaluations)}
@@ -274,8 +286,9 @@ def _agent_phase(run: Run, arm: str, data: OfflineData, device, progress: bool):
         bar.close()
     final = evaluations[-1]
     info = {
-        "ratio": ratio, "updates": step, "return_mean": final["return_mean"], "return_std": final["return_std"],
-        "eval_episodes": config.eval_episodes, "normalized_score": final.get("normalized_score"),
+        "ratio": ratio, "updates": step, "return_mean": final.get("return_mean"), "return_std": final.get("return_std"),
+        "eval_episodes": 0 if config.env == NO_ENV else config.eval_episodes,
+        "normalized_score": final.get("normalized_score"),
         # over every process that worked on this arm (resumes included), evaluations included
         "updates_per_second": step / max(run.timings.get(phase, 0.0), 1e-9),
         "evaluations": evaluations,
@@ -316,10 +329,16 @@ def format_summary(summary: OfflineSummary) -> str:
     lines.append(f"{'data':<10} {'return':>10} {'± spread':>10} {'normalised':>11}")
     for arm, info in summary["arms"].items():
         norm = "-" if info.get("normalized_score") is None else f"{info['normalized_score']:.1f}"
-        lines.append(f"{arm:<10} {info['return_mean']:>10.1f} {info['return_std']:>10.1f} {norm:>11}")
+        ret, spread = (("-", "-") if info.get("return_mean") is None else
+                       (f"{info['return_mean']:.1f}", f"{info['return_std']:.1f}"))
+        lines.append(f"{arm:<10} {ret:>10} {spread:>10} {norm:>11}")
     episodes = next(iter(summary["arms"].values())).get("eval_episodes")
-    lines.append(f"return: mean over {episodes or 'the'} evaluation episodes of the final policy; spread: their "
-                 f"standard deviation (one seed)")
+    if summary["env"] == NO_ENV:
+        lines.append("return: not measured (--env none: a dataset alone, no environment to evaluate in); "
+                     "the agents were trained and checkpointed")
+    else:
+        lines.append(f"return: mean over {episodes or 'the'} evaluation episodes of the final policy; spread: their "
+                     f"standard deviation (one seed)")
     if any(info.get("normalized_score") is not None for info in summary["arms"].values()):
         low, high = D4RL_REFERENCE[summary["env"].split("-")[0]]
         lines.append(f"normalised: D4RL score 100 (R - {low:.1f}) / ({high:.1f} - {low:.1f}), D4RL's "

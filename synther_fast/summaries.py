@@ -31,8 +31,9 @@ class Score:
 
     arm: str
     """the offline data arm ('real', 'synthetic', 'mixed'); '' for an online run"""
-    return_mean: float
-    return_std: float
+    return_mean: float | None
+    """None: not evaluated (an offline run on a dataset alone, --env none)"""
+    return_std: float | None
     normalized: float | None
 
 
@@ -89,7 +90,7 @@ class OfflineSummary(_Summary):
     device: str = "cpu"
 
     def scores(self) -> list[Score]:
-        return [Score(arm, float(info["return_mean"]), float(info["return_std"]), info.get("normalized_score"))
+        return [Score(arm, _float(info.get("return_mean")), _float(info.get("return_std")), info.get("normalized_score"))
                 for arm, info in self.arms.items()]
 
     @property
@@ -156,10 +157,14 @@ def write_summary(run_dir: str | os.PathLike[str], summary: Summary) -> Path:
 
 
 # -- several seeds ----------------------------------------------------------------------------------
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def aggregate_scores(scores: Sequence[Score]) -> dict[str, Any]:
-    """Mean ± std (population) of the final returns and, where every seed has one, of the
-    normalised scores; ``seeds`` counts the scores."""
-    returns = np.array([s.return_mean for s in scores], dtype=float)
+    """Mean ± std (population) of the final returns (of the evaluated seeds) and, where every seed
+    has one, of the normalised scores; ``seeds`` counts the scores."""
+    returns = np.array([s.return_mean for s in scores if s.return_mean is not None], dtype=float)
     normalized = [s.normalized for s in scores]
     has_normalized = bool(normalized) and None not in normalized
     return {
@@ -185,5 +190,6 @@ def seeds_table(aggregate: dict[str, dict[str, Any]]) -> str:
     rows = []
     for arm, a in aggregate.items():
         norm = "-" if a["normalized_mean"] is None else f"{a['normalized_mean']:.1f} ± {a['normalized_std']:.1f}"
-        rows.append((arm or "-", f"{a['return_mean']:.1f} ± {a['return_std']:.1f}", norm))
+        ret = "-" if a["return_mean"] is None else f"{a['return_mean']:.1f} ± {a['return_std']:.1f}"
+        rows.append((arm or "-", ret, norm))
     return "\n".join(markdown_table(["data", "return (mean ± std)", "normalised (mean ± std)"], rows))

@@ -13,7 +13,8 @@ from cli_runner import run_cli
 import synther_fast
 from synther_fast.agents.td3_bc import TD3BC
 from synther_fast.artifacts import unlisted_files
-from synther_fast.data import load_dataset
+from synther_fast.data import Dataset, load_dataset, save_dataset
+from synther_fast.envs import factory
 from synther_fast.offline import OfflineConfig, offline_quick, run_offline
 from synther_fast.summaries import read_summary
 
@@ -158,3 +159,33 @@ def test_offline_on_a_dataset_collected_from_a_users_own_env(tmp_path) -> None:
                          tmp_path / "run", progress=False)
     assert result.summary.dataset["rows"] == 600 and set(result.arms) == {"real", "synthetic"}
     assert all(np.isfinite(a["return_mean"]) and a["normalized_score"] is None for a in result.arms.values())
+
+
+@pytest.mark.slow
+def test_a_dataset_alone_runs_without_any_simulator(tmp_path, monkeypatch) -> None:
+    """--env none: fit, generation, the report without its simulator parts, and the agents, with
+    evaluation skipped and said so; no environment is ever made."""
+    rng = np.random.default_rng(0)
+    n = 1500  # logged data of some robot: 5-d state, 2-d action, a few terminals
+    data = Dataset(rng.normal(size=(n, 5)), rng.uniform(-1, 1, (n, 2)), rng.normal(size=n), rng.normal(size=(n, 5)),
+                   (rng.random(n) < 0.05).astype(float), np.zeros(n))
+    save_dataset(data, tmp_path / "logged.npz")
+
+    def no_simulator(*args, **kwargs):
+        raise AssertionError("an environment was made")
+
+    monkeypatch.setattr(factory, "make_env", no_simulator)
+    out = run_cli("offline", "--env", "none", "--dataset", str(tmp_path / "logged.npz"), "--run-dir", str(tmp_path / "r"),
+                  *[f"--{k.replace('_', '-')}={v}" for k, v in tiny.OFFLINE.items() if k.startswith("synther.")],
+                  "--agent-steps", "40", "--eval-every", "20", "--synthetic-rows", "600", "--report")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "return: not measured (--env none" in out.stdout
+    summary = read_summary(tmp_path / "r")
+    assert set(summary.arms) == {"real", "synthetic"} and all(a["return_mean"] is None for a in summary.arms.values())
+    assert [e["step"] for e in summary.arms["real"]["evaluations"]] == [20, 40]  # losses still recorded
+    assert (tmp_path / "r" / "agent_synthetic.ckpt").exists() and summary.synthetic_rows == 600
+    report = (tmp_path / "r" / "report" / "report.md").read_text()
+    assert "Not measured: none" in report  # the dynamics error needs a simulator: skipped, with the reason
+    with pytest.raises(ValueError, match="--env none needs --dataset"):
+        run_offline(tiny_config(env="none"), tmp_path / "never", progress=False)
+    assert not (tmp_path / "never").exists()

@@ -33,6 +33,7 @@ from synther_fast.artifacts import artifact_path, read_rows
 from synther_fast.config import OfflineConfig
 from synther_fast.data.dataset import load_dataset
 from synther_fast.envs import env_spec
+from synther_fast.envs.names import NO_ENV
 from synther_fast.replay.layout import TransitionLayout
 from synther_fast.runs import read_config
 from synther_fast.summaries import OfflineSummary, read_summary
@@ -253,8 +254,9 @@ def write_report(real_rows: np.ndarray, synthetic_rows: np.ndarray, layout: Tran
 
 def learning_curves(summary: OfflineSummary) -> dict[str, list[tuple[float, float]]]:
     """Each arm's (update, return) evaluations, for the report's learning-curve figure."""
-    return {arm: [(e["step"], e["return_mean"]) for e in info.get("evaluations", [])]
-            for arm, info in summary.arms.items()}
+    curves = {arm: [(e["step"], e["return_mean"]) for e in info.get("evaluations", []) if "return_mean" in e]
+              for arm, info in summary.arms.items()}
+    return {arm: points for arm, points in curves.items() if points}  # none without an environment
 
 
 def report_for_run(run_dir: str | Path, out_dir: str | Path | None = None, *, max_rows: int = 5000,
@@ -274,7 +276,11 @@ def report_for_run(run_dir: str | Path, out_dir: str | Path | None = None, *, ma
     if not dataset_path.exists():
         raise FileNotFoundError(f"{dataset_path} does not exist: the run's real dataset is missing")
     dataset = load_dataset(dataset_path)
-    layout = dataset.layout(has_terminal=env_spec(config.env, config.has_terminal).has_terminal)
+    if config.env == NO_ENV:  # a dataset alone: as the pipeline decided
+        has_terminal = bool(dataset.terminals.any()) if config.has_terminal is None else config.has_terminal
+    else:
+        has_terminal = env_spec(config.env, config.has_terminal).has_terminal
+    layout = dataset.layout(has_terminal=has_terminal)
     synthetic_path = artifact_path(run_dir, "synthetic")
     if not synthetic_path.is_file():
         raise FileNotFoundError(f"{synthetic_path} does not exist: the run has no synthetic rows "

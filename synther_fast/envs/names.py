@@ -26,6 +26,8 @@ DMC_TASKS = (
 )
 ENV_NAMES = GYM_TASKS + DMC_TASKS
 """The tested tasks (every other gymnasium id and dm_control task is accepted too)."""
+NO_ENV = "none"
+"""The offline run's env for a dataset alone: fit, generate, report and agents, no evaluation."""
 
 NAMES_HELP = ("any gymnasium id (package:EnvId imports a package that registers it), or dmc:DOMAIN-TASK "
               f"for any dm_control suite task; tested: {', '.join(ENV_NAMES)}")
