@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from synther_fast import MixedSampler, ReplayBuffer, TransitionLayout
+from synther_fast.agents.edac import EDAC
 from synther_fast.agents.iql import IQL, IQLConfig
 from synther_fast.agents.td3_bc import TD3BC, TD3BCConfig
+from synther_fast.config import EDACConfig
 
 LAYOUT = TransitionLayout(17, 6, has_terminal=True)
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -36,10 +38,12 @@ def make(algo: str, impl: str):
     mean, std = np.zeros(17, np.float32), np.ones(17, np.float32)
     if algo == "td3_bc":
         return TD3BC(17, 6, TD3BCConfig(), mean, std, DEVICE, fast=fast, seed=0)
+    if algo == "edac":  # CORL's defaults: 10 critics of 3x256, the diversity term each update
+        return EDAC(17, 6, EDACConfig(), mean, std, DEVICE, fast=fast, seed=0)
     return IQL(17, 6, IQLConfig(), mean, std, DEVICE, fast=fast, seed=0)
 
 
-@pytest.mark.parametrize("algo", ["td3_bc", "iql"])
+@pytest.mark.parametrize("algo", ["td3_bc", "iql", "edac"])
 @pytest.mark.parametrize("impl", ["fast", "reference"])
 def test_agent_update(benchmark, algo, impl) -> None:
     agent, batch = make(algo, impl), static_batch()
@@ -53,7 +57,7 @@ def test_agent_update(benchmark, algo, impl) -> None:
             torch.cuda.synchronize()
         return out
 
-    benchmark.group = f"{algo} update, batch 256, 2x256 networks"
+    benchmark.group = f"{algo} update, batch 256, " + ("10 critics of 3x256" if algo == "edac" else "2x256 networks")
     benchmark.extra_info.update(rows_per_call=2, unit="updates/s", device=str(DEVICE))
     out = benchmark(two_updates)
     assert all(torch.isfinite(v).all() for v in out.values())

@@ -348,6 +348,36 @@ class IQLConfig:
     """on CUDA, capture each update as a graph (the fast agent only; SYNTHER_FAST_CUDA_GRAPHS=0 turns every capture off)"""
 
 
+@dataclass(frozen=True)
+class EDACConfig(Checked):
+    """EDAC (An et al. 2021) with CORL's defaults for D4RL locomotion: SAC over an ensemble of
+    critics whose action-gradients are pushed apart (the diversity term, weight eta)."""
+
+    num_critics: int = 10
+    """critics in the ensemble (CORL: 10; 50 for hopper-* datasets)"""
+    eta: float = 1.0
+    """weight of the gradient-diversity term (CORL: 1; 5 for halfcheetah/walker2d medium-expert)"""
+    hidden: tuple[int, ...] = (256, 256, 256)
+    """hidden widths of the actor and of every critic"""
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    alpha_lr: float = 3e-4
+    """Adam learning rate of log alpha (auto-tuned, target entropy -|A|, log alpha starts at 0)"""
+    discount: float = 0.99
+    tau: float = 5e-3
+    """target-critic soft-update rate"""
+    cuda_graph: bool = True
+    """on CUDA, capture each update as a graph (the fast agent only; SYNTHER_FAST_CUDA_GRAPHS=0 turns every capture off)"""
+
+    def check(self) -> None:
+        """This part's own fields (nested parts check theirs; :func:`validate` runs them all)."""
+        _positive(self, "actor_lr", "critic_lr", "alpha_lr", "tau")
+        _non_negative(self, "eta")
+        if isinstance(self.num_critics, bool) or self.num_critics < 2:
+            raise ValueError(f"EDACConfig.num_critics must be >= 2 (the diversity term compares critics), "
+                             f"got {self.num_critics}")
+
+
 ENTROPY_RULES = ("auto", "mbpo")
 
 
@@ -415,7 +445,7 @@ def redq() -> SACConfig:
 # -- pipelines --------------------------------------------------------------------------------------
 ARMS = {"real": 0.0, "synthetic": 1.0, "mixed": None}
 """Offline arms and their synthetic ratios (None: OfflineConfig.mixed_ratio)."""
-OFFLINE_ALGOS = ("td3_bc", "iql")
+OFFLINE_ALGOS = ("td3_bc", "iql", "edac")
 COLLECT_METHODS = ("random", "policy", "sac")
 
 
@@ -441,7 +471,7 @@ class OfflineConfig(Serialisable, Checked):
     collect_noise: tuple[float, ...] = (0.0, 0.3, 0.6, 1.0)
     """per-episode action-noise levels, cycled: a spread gives mixed-quality data"""
     algo: str = "td3_bc"
-    """offline agent: 'td3_bc' or 'iql'"""
+    """offline agent: 'td3_bc', 'iql' or 'edac'"""
     arms: tuple[str, ...] = ("real", "synthetic")
     """agents to train: 'real' (ratio 0), 'synthetic' (ratio 1, as the paper), 'mixed'"""
     mixed_ratio: float = 0.5
@@ -454,6 +484,8 @@ class OfflineConfig(Serialisable, Checked):
     """TD3+BC hyperparameters (algo td3_bc)"""
     iql: IQLConfig = field(default_factory=IQLConfig)
     """IQL hyperparameters (algo iql)"""
+    edac: EDACConfig = field(default_factory=EDACConfig)
+    """EDAC hyperparameters (algo edac)"""
     agent_steps: int = 1_000_000
     """agent updates per arm"""
     batch_size: int = 256

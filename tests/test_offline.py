@@ -103,6 +103,18 @@ def test_iql_and_seeds(tmp_path) -> None:
     assert (tmp_path / "s" / "seed_1" / "summary.json").exists()
 
 
+@pytest.mark.slow
+def test_edac_runs_in_the_pipeline_and_its_fields_reach_the_cli(tmp_path) -> None:
+    result = synther_fast.train(tiny_config(algo="edac", arms=("real",), **{"edac.num_critics": 2, "edac.hidden": (16, 16)}),
+                                run_dir=tmp_path / "edac", progress=False)
+    info = result.arms["real"]
+    assert np.isfinite(info["return_mean"]) and [e["step"] for e in info["evaluations"]] == [30, 60]
+    assert all(np.isfinite(e["diversity"]) and np.isfinite(e["td_loss"]) for e in info["evaluations"])
+    state = torch.load(tmp_path / "edac" / "agent_real.ckpt", weights_only=True)["agent"]
+    assert state["agent_kind"] == "edac" and state["critic"]["net.layers.0.weight"].shape[0] == 2
+    assert "--edac.num-critics INT" in run_cli("offline", "--help").stdout
+
+
 @pytest.mark.parametrize(
     "overrides, match",
     [({"algo": "cql"}, "algo"), ({"arms": ("fake",)}, "arms"), ({"agent_steps": 0}, "agent_steps"),
