@@ -19,6 +19,7 @@ def rows_of(episodes) -> np.ndarray:
                                      [float(e.terminations[0])]]) for e in episodes]).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_rows_round_trip_through_minari(tmp_path) -> None:
     rng = np.random.default_rng(5)
     n, layout = 120, TransitionLayout(3, 2, True)
@@ -42,6 +43,7 @@ def test_dataset_ids_come_from_the_folder_name() -> None:
     assert minari_dataset_id("rows of mine") == "synther/rows_of_mine-v0"
 
 
+@pytest.mark.slow
 def test_cli_generate_writes_a_minari_folder(tmp_path) -> None:
     layout = TransitionLayout(3, 1, True)
     rng = np.random.default_rng(0)
