@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from agent_rows import agent_rows
 
 from synther_fast import TransitionLayout
 from synther_fast.agents.edac import EDAC, diversity_loss, diversity_loss_reference
@@ -20,11 +21,7 @@ TINY = EDACConfig(num_critics=3, hidden=(8, 8), eta=2.0)
 
 
 def batch(seed: int = 0, n: int = 16) -> Batch:
-    rng = np.random.default_rng(seed)
-    data = rng.normal(size=(n, LAYOUT.width)).astype(np.float32)
-    data[:, LAYOUT.action] = np.tanh(data[:, LAYOUT.action])
-    data[:, LAYOUT.terminal] = rng.random((n, 1)) < 0.3
-    return Batch(torch.from_numpy(data), LAYOUT)
+    return Batch(agent_rows(n, seed, LAYOUT), LAYOUT)
 
 
 def test_diversity_of_linear_critics_by_hand() -> None:

@@ -14,6 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from synther_fast.graphs import load_optimizer_state
+
 AGENT_STATE_VERSION = 1
 
 INIT_STREAM, NOISE_STREAM, ACT_STREAM = 0, 1, 2
@@ -37,6 +39,19 @@ class Agent(Protocol):
 
 def tag_state(kind: str, state: dict[str, Any]) -> dict[str, Any]:
     return {"agent_kind": kind, "agent_version": AGENT_STATE_VERSION, **state}
+
+
+def parts_state(agent: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The state_dict of each named part (networks, optimisers) of an agent."""
+    return {name: getattr(agent, name).state_dict() for name in names}
+
+
+def load_parts(agent: Any, state: dict[str, Any], networks: tuple[str, ...], optimisers: tuple[str, ...]) -> None:
+    """Load the named networks, then the optimisers in their own (capturable/fused) mode."""
+    for name in networks:
+        getattr(agent, name).load_state_dict(state[name])
+    for name in optimisers:
+        load_optimizer_state(getattr(agent, name), state[name])
 
 
 def check_state(kind: str, state: dict[str, Any]) -> None:

@@ -28,14 +28,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from synther_fast.agents.base import INIT_STREAM, NOISE_STREAM, bind_layout, check_state, tag_state, terminal_of
+from synther_fast.agents.base import (
+    INIT_STREAM,
+    NOISE_STREAM,
+    bind_layout,
+    check_state,
+    load_parts,
+    parts_state,
+    tag_state,
+    terminal_of,
+)
 from synther_fast.agents.networks import EnsembleLinear, make_critic, make_optimizer, mlp, soft_update
 from synther_fast.config import EDACConfig, validate
-from synther_fast.graphs import CapturedStep, DeviceRandom, load_optimizer_state, will_capture
+from synther_fast.graphs import CapturedStep, DeviceRandom, will_capture
 from synther_fast.replay.sampler import Batch
 from synther_fast.rng import derived_seed, seeded
 
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = -5.0, 2.0
+NETWORKS, OPTIMISERS = ("actor", "critic", "critic_target"), ("actor_opt", "critic_opt", "alpha_opt")
 
 
 class EDACActor(nn.Module):
@@ -220,11 +230,8 @@ class EDAC:
         return self.actor(x, deterministic=True)[0].cpu().numpy()
 
     def state_dict(self) -> dict[str, Any]:
-        return tag_state(self.kind, {
-            "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-            "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
-            "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-            "alpha_opt": self.alpha_opt.state_dict(), "total_updates": self.total_updates,
+        return tag_state(self.kind, parts_state(self, NETWORKS + OPTIMISERS) | {
+            "log_alpha": self.log_alpha.detach().clone(), "total_updates": self.total_updates,
             "generator": self.rng.state_dict(),
         })
 
@@ -233,10 +240,7 @@ class EDAC:
         replace their state tensors, so a captured graph is dropped and captured anew."""
         check_state(self.kind, state)
         self._step = None
-        for name in ("actor", "critic", "critic_target"):
-            getattr(self, name).load_state_dict(state[name])
-        for name in ("actor_opt", "critic_opt", "alpha_opt"):
-            load_optimizer_state(getattr(self, name), state[name])
+        load_parts(self, state, NETWORKS, OPTIMISERS)
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
         self.total_updates = int(state["total_updates"])

@@ -34,6 +34,8 @@ from synther_fast.agents.base import (
     NOISE_STREAM,
     bind_layout,
     check_state,
+    load_parts,
+    parts_state,
     tag_state,
     terminal_of,
 )
@@ -48,10 +50,11 @@ from synther_fast.agents.networks import (
     xavier_init_,
 )
 from synther_fast.config import SACConfig, validate
-from synther_fast.graphs import CapturedStep, DeviceRandom, load_optimizer_state, will_capture
+from synther_fast.graphs import CapturedStep, DeviceRandom, will_capture
 from synther_fast.replay.sampler import Batch
 from synther_fast.rng import derived_seed, seeded
 
+NETWORKS, OPTIMISERS = ("actor", "critic", "critic_target"), ("actor_opt", "critic_opt", "alpha_opt")
 MBPO_TARGET_ENTROPY = {"Hopper": -1.0, "HalfCheetah": -3.0, "Walker2d": -3.0, "Ant": -4.0, "Humanoid": -2.0}
 """The REDQ code's target_entropy='mbpo' values (its default); other tasks use -|A| there too."""
 
@@ -247,11 +250,8 @@ class SAC:
         return action.cpu().numpy()
 
     def state_dict(self) -> dict[str, Any]:
-        return tag_state(self.kind, {
-            "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-            "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
-            "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-            "alpha_opt": self.alpha_opt.state_dict(), "critic_updates": self.critic_updates,
+        return tag_state(self.kind, parts_state(self, NETWORKS + OPTIMISERS) | {
+            "log_alpha": self.log_alpha.detach().clone(), "critic_updates": self.critic_updates,
             "actor_updates": self.actor_updates, "target_entropy": self.target_entropy,
             "generator": self.rng.state_dict(),
             "act_generator": self.act_generator.get_state() if self.captured else None,
@@ -263,10 +263,7 @@ class SAC:
         any captured graph is dropped and the next update captures anew (its warm-up is undone)."""
         check_state(self.kind, state)
         self._single, self._block = {}, None
-        for name in ("actor", "critic", "critic_target"):
-            getattr(self, name).load_state_dict(state[name])
-        for name in ("actor_opt", "critic_opt", "alpha_opt"):
-            load_optimizer_state(getattr(self, name), state[name])
+        load_parts(self, state, NETWORKS, OPTIMISERS)
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
         self.critic_updates, self.actor_updates = int(state["critic_updates"]), int(state["actor_updates"])
