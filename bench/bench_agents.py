@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from synther_fast import MixedSampler, ReplayBuffer, TransitionLayout
+from synther_fast.agents.cql import CQL
 from synther_fast.agents.edac import EDAC
 from synther_fast.agents.iql import IQL, IQLConfig
 from synther_fast.agents.td3_bc import TD3BC, TD3BCConfig
-from synther_fast.config import EDACConfig
+from synther_fast.config import CQLConfig, EDACConfig
 
 LAYOUT = TransitionLayout(17, 6, has_terminal=True)
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -40,10 +41,12 @@ def make(algo: str, impl: str):
         return TD3BC(17, 6, TD3BCConfig(), mean, std, DEVICE, fast=fast, seed=0)
     if algo == "edac":  # CORL's defaults: 10 critics of 3x256, the diversity term each update
         return EDAC(17, 6, EDACConfig(), mean, std, DEVICE, fast=fast, seed=0)
+    if algo == "cql":  # CORL's defaults: twin 3x256 critics, 10 sampled actions of each kind per state
+        return CQL(17, 6, CQLConfig(), mean, std, DEVICE, fast=fast, seed=0)
     return IQL(17, 6, IQLConfig(), mean, std, DEVICE, fast=fast, seed=0)
 
 
-@pytest.mark.parametrize("algo", ["td3_bc", "iql", "edac"])
+@pytest.mark.parametrize("algo", ["td3_bc", "iql", "edac", "cql"])
 @pytest.mark.parametrize("impl", ["fast", "reference"])
 def test_agent_update(benchmark, algo, impl) -> None:
     agent, batch = make(algo, impl), static_batch()
@@ -57,7 +60,7 @@ def test_agent_update(benchmark, algo, impl) -> None:
             torch.cuda.synchronize()
         return out
 
-    benchmark.group = f"{algo} update, batch 256, " + ("10 critics of 3x256" if algo == "edac" else "2x256 networks")
+    benchmark.group = f"{algo} update, batch 256, " + {"edac": "10 critics of 3x256", "cql": "twin 3x256 critics, 30 sampled actions"}.get(algo, "2x256 networks")
     benchmark.extra_info.update(rows_per_call=2, unit="updates/s", device=str(DEVICE))
     out = benchmark(two_updates)
     assert all(torch.isfinite(v).all() for v in out.values())

@@ -378,6 +378,34 @@ class EDACConfig(Checked):
                              f"got {self.num_critics}")
 
 
+@dataclass(frozen=True)
+class CQLConfig(Checked):
+    """CQL (Kumar et al. 2020) with CORL's defaults for D4RL locomotion (Lagrange, max-target
+    backup and entropy backup off; rewards unscaled: CORL's 5 / -1 is its AntMaze transform)."""
+
+    cql_alpha: float = 10.0
+    """weight of the conservative term"""
+    n_actions: int = 10
+    """actions sampled per state for the log-sum-exp (uniform, from pi(s) and from pi(s'))"""
+    temperature: float = 1.0
+    """temperature of the log-sum-exp"""
+    policy_lr: float = 3e-5
+    """Adam learning rate of the policy and of log alpha (target entropy -|A|)"""
+    qf_lr: float = 3e-4
+    discount: float = 0.99
+    tau: float = 5e-3
+    """target-critic soft-update rate (every update)"""
+    hidden: tuple[int, ...] = (256, 256, 256)
+    """hidden widths of the policy and of both critics"""
+    cuda_graph: bool = True
+    """on CUDA, capture each update as a graph (the fast agent only; SYNTHER_FAST_CUDA_GRAPHS=0 turns every capture off)"""
+
+    def check(self) -> None:
+        """This part's own fields (nested parts check theirs; :func:`validate` runs them all)."""
+        _positive(self, "n_actions", "temperature", "policy_lr", "qf_lr", "tau")
+        _non_negative(self, "cql_alpha")
+
+
 ENTROPY_RULES = ("auto", "mbpo")
 
 
@@ -445,7 +473,7 @@ def redq() -> SACConfig:
 # -- pipelines --------------------------------------------------------------------------------------
 ARMS = {"real": 0.0, "synthetic": 1.0, "mixed": None}
 """Offline arms and their synthetic ratios (None: OfflineConfig.mixed_ratio)."""
-OFFLINE_ALGOS = ("td3_bc", "iql", "edac")
+OFFLINE_ALGOS = ("td3_bc", "iql", "edac", "cql")
 COLLECT_METHODS = ("random", "policy", "sac")
 
 
@@ -471,7 +499,7 @@ class OfflineConfig(Serialisable, Checked):
     collect_noise: tuple[float, ...] = (0.0, 0.3, 0.6, 1.0)
     """per-episode action-noise levels, cycled: a spread gives mixed-quality data"""
     algo: str = "td3_bc"
-    """offline agent: 'td3_bc', 'iql' or 'edac'"""
+    """offline agent: 'td3_bc', 'iql', 'edac' or 'cql'"""
     arms: tuple[str, ...] = ("real", "synthetic")
     """agents to train: 'real' (ratio 0), 'synthetic' (ratio 1, as the paper), 'mixed'"""
     mixed_ratio: float = 0.5
@@ -486,6 +514,8 @@ class OfflineConfig(Serialisable, Checked):
     """IQL hyperparameters (algo iql)"""
     edac: EDACConfig = field(default_factory=EDACConfig)
     """EDAC hyperparameters (algo edac)"""
+    cql: CQLConfig = field(default_factory=CQLConfig)
+    """CQL hyperparameters (algo cql)"""
     agent_steps: int = 1_000_000
     """agent updates per arm"""
     batch_size: int = 256

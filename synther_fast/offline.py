@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from synther_fast.agents.cql import CQL
 from synther_fast.agents.edac import EDAC
 from synther_fast.agents.iql import IQL
 from synther_fast.agents.td3_bc import TD3BC
@@ -215,6 +216,8 @@ def make_agent(config: OfflineConfig, dataset, device: torch.device):
         return TD3BC(dataset.obs_dim, dataset.act_dim, config.td3_bc, mean, std, device, config.fast, config.seed)
     if config.algo == "edac":  # CORL's EDAC normalises neither states nor rewards
         return EDAC(dataset.obs_dim, dataset.act_dim, config.edac, mean, std, device, config.fast, config.seed)
+    if config.algo == "cql":
+        return CQL(dataset.obs_dim, dataset.act_dim, config.cql, mean, std, device, config.fast, config.seed)
     iql = config.iql if config.iql.max_steps is not None else dataclasses.replace(config.iql, max_steps=config.agent_steps)
     return IQL(dataset.obs_dim, dataset.act_dim, iql, mean, std, device, config.fast, config.seed)
 

@@ -56,7 +56,7 @@ def test_dotted_overrides_reach_every_part_and_coerce() -> None:
     ({"synther.trainer.checkpoint_every": 0}, "checkpoint_every must be positive"),
     ({"seed": -1}, "seed must be >= 0"),
     ({"synthetic_rows": 100}, "synthetic_rows"),
-    ({"algo": "cql"}, "algo"), ({"arms": ("fake",)}, "arms"), ({"mixed_ratio": 2.0}, "mixed_ratio"),
+    ({"algo": "awac"}, "algo"), ({"arms": ("fake",)}, "arms"), ({"mixed_ratio": 2.0}, "mixed_ratio"),
     ({"fast": "maybe"}, "true or false"),
 ])
 def test_bad_offline_values_are_refused_before_any_work(overrides, match) -> None:

@@ -104,20 +104,26 @@ def test_iql_and_seeds(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_edac_runs_in_the_pipeline_and_its_fields_reach_the_cli(tmp_path) -> None:
-    result = synther_fast.train(tiny_config(algo="edac", arms=("real",), **{"edac.num_critics": 2, "edac.hidden": (16, 16)}),
-                                run_dir=tmp_path / "edac", progress=False)
+@pytest.mark.parametrize("algo, overrides, extra_loss, option", [
+    ("edac", {"edac.num_critics": 2, "edac.hidden": (16, 16)}, "diversity", "--edac.num-critics INT"),
+    ("cql", {"cql.n_actions": 3, "cql.hidden": (16, 16)}, "cql_gap", "--cql.cql-alpha FLOAT"),
+])
+def test_edac_and_cql_run_in_the_pipeline_and_their_fields_reach_the_cli(tmp_path, algo, overrides, extra_loss,
+                                                                          option) -> None:
+    result = synther_fast.train(tiny_config(algo=algo, arms=("real",), **overrides), run_dir=tmp_path / algo,
+                                progress=False)
     info = result.arms["real"]
     assert np.isfinite(info["return_mean"]) and [e["step"] for e in info["evaluations"]] == [30, 60]
-    assert all(np.isfinite(e["diversity"]) and np.isfinite(e["td_loss"]) for e in info["evaluations"])
-    state = torch.load(tmp_path / "edac" / "agent_real.ckpt", weights_only=True)["agent"]
-    assert state["agent_kind"] == "edac" and state["critic"]["net.layers.0.weight"].shape[0] == 2
-    assert "--edac.num-critics INT" in run_cli("offline", "--help").stdout
+    assert all(np.isfinite(e[extra_loss]) and np.isfinite(e["td_loss"]) for e in info["evaluations"])
+    state = torch.load(tmp_path / algo / "agent_real.ckpt", weights_only=True)["agent"]
+    assert state["agent_kind"] == algo and state["critic"]["net.layers.0.weight"].shape[0] == \
+        overrides.get("edac.num_critics", 2)
+    assert option in run_cli("offline", "--help").stdout
 
 
 @pytest.mark.parametrize(
     "overrides, match",
-    [({"algo": "cql"}, "algo"), ({"arms": ("fake",)}, "arms"), ({"agent_steps": 0}, "agent_steps"),
+    [({"algo": "awac"}, "algo"), ({"arms": ("fake",)}, "arms"), ({"agent_steps": 0}, "agent_steps"),
      ({"mixed_ratio": 2.0}, "mixed_ratio"), ({"bogus": 1}, "unknown")],
 )
 def test_bad_config(overrides, match) -> None:
