@@ -14,7 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from synther_fast.graphs import load_optimizer_state
+from synther_fast.graphs import CapturedStep, load_optimizer_state
+from synther_fast.replay.sampler import Batch
 
 AGENT_STATE_VERSION = 1
 
@@ -76,3 +77,72 @@ def bind_layout(bound: Any, layout: Any) -> Any:
     if bound is not None and layout != bound:
         raise ValueError(f"this agent updates on rows of {bound}, got {layout}")
     return layout
+
+
+class EnsembleSoftActorCritic:
+    """What EDAC and CQL share around their maths (``_update``): one CapturedStep per update on
+    the batch's static input, the parts a checkpoint holds, and acting. ``prepare_obs`` is where
+    an agent normalises observations (CQL does, EDAC does not)."""
+
+    kind: str
+    device: torch.device
+    captured: bool
+    rng: Any
+    total_updates: int
+    _layout: Any
+    _step: Any
+    NETWORKS = ("actor", "critic", "critic_target")
+    OPTIMISERS = ("actor_opt", "critic_opt", "alpha_opt")
+
+    def prepare_obs(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs
+
+    def update(self, batch: Any) -> dict[str, torch.Tensor]:
+        """One update (temperature, actor, critics) on ``batch``; captured, its rows are copied
+        into the step's static input."""
+        self._layout = bind_layout(self._layout, batch.layout)
+        if self._step is None:
+            layout = batch.layout
+
+            def fn(data: torch.Tensor) -> dict[str, torch.Tensor]:
+                b = Batch(data, layout)
+                return self._update(self.prepare_obs(b.obs), b.action, b.reward.squeeze(-1),
+                                    self.prepare_obs(b.next_obs), terminal_of(b))
+
+            self._step = CapturedStep(fn, self.device, state=self._learned_state(), capture=self.captured)
+        with self.rng.scope():
+            out = self._step(torch.as_tensor(batch.data))
+        self.total_updates += 1
+        return out
+
+    def _learned_state(self) -> list:
+        return [self.actor, self.critic, self.critic_target, self.log_alpha,
+                self.actor_opt, self.critic_opt, self.alpha_opt]
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """tanh of the policy's mean (evaluation is deterministic, as CORL's)."""
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
+        return self.actor(self.prepare_obs(x), deterministic=True)[0].cpu().numpy()
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return tag_state(self.kind, parts_state(self, self.NETWORKS + self.OPTIMISERS) | self.extra_state() | {
+            "log_alpha": self.log_alpha.detach().clone(), "total_updates": self.total_updates,
+            "generator": self.rng.state_dict(),
+        })
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Load a state (also one written on another device or in the other mode); optimisers
+        replace their state tensors, so a captured graph is dropped and captured anew."""
+        check_state(self.kind, state)
+        self._step = None
+        load_parts(self, state, self.NETWORKS, self.OPTIMISERS)
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+            for name in self.extra_state():
+                getattr(self, name).copy_(state[name])
+        self.total_updates = int(state["total_updates"])
+        self.rng.load_state_dict(state["generator"], reseed_with=self.total_updates)

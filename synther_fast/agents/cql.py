@@ -31,21 +31,12 @@ from torch import nn
 from synther_fast.agents.base import (
     INIT_STREAM,
     NOISE_STREAM,
-    bind_layout,
-    check_state,
-    load_parts,
-    parts_state,
-    tag_state,
-    terminal_of,
+    EnsembleSoftActorCritic,
 )
 from synther_fast.agents.networks import EnsembleLinear, make_critic, make_optimizer, mlp, soft_update
 from synther_fast.config import CQLConfig, validate
 from synther_fast.graphs import CapturedStep, DeviceRandom, will_capture
-from synther_fast.replay.sampler import Batch
 from synther_fast.rng import derived_seed, seeded
-
-NETWORKS = ("actor", "critic", "critic_target")
-OPTIMISERS = ("actor_opt", "critic_opt", "alpha_opt")
 
 
 class CQLActor(nn.Module):
@@ -102,7 +93,7 @@ def conservative_term(q_sampled: torch.Tensor, q_data: torch.Tensor, log_density
     return (ood - q_data).mean(dim=-1)
 
 
-class CQL:
+class CQL(EnsembleSoftActorCritic):
     kind = "cql"
 
     def __init__(self, obs_dim: int, act_dim: int, config: CQLConfig | None = None,
@@ -130,8 +121,11 @@ class CQL:
         self._layout: Any = None
         self._step: CapturedStep | None = None
 
-    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
-        return (obs - self.state_mean) / self.state_std
+    def prepare_obs(self, obs: torch.Tensor) -> torch.Tensor:
+        return (obs - self.state_mean) / self.state_std  # the pipeline's state statistics
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"state_mean": self.state_mean, "state_std": self.state_std}
 
     # -- the maths ----------------------------------------------------------------------------
     def _q_sampled(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -184,50 +178,3 @@ class CQL:
         soft_update(self.critic_target, self.critic, cfg.tau)
         return {"critic_loss": critic_loss.detach(), "td_loss": td_loss.detach(), "cql_gap": gap.detach().mean(),
                 "actor_loss": actor_loss.detach(), "alpha_loss": alpha_loss.detach(), "alpha": alpha}
-
-    # -- the protocol -------------------------------------------------------------------------
-    def update(self, batch: Any) -> dict[str, torch.Tensor]:
-        """One CQL update on ``batch``; captured, its rows are copied into the step's static input."""
-        self._layout = bind_layout(self._layout, batch.layout)
-        if self._step is None:
-            layout = batch.layout
-
-            def fn(data: torch.Tensor) -> dict[str, torch.Tensor]:
-                b = Batch(data, layout)
-                return self._update(self.normalize(b.obs), b.action, b.reward.squeeze(-1), self.normalize(b.next_obs),
-                                    terminal_of(b))
-
-            self._step = CapturedStep(fn, self.device, state=self._learned_state(), capture=self.captured)
-        with self.rng.scope():
-            out = self._step(torch.as_tensor(batch.data))
-        self.total_updates += 1
-        return out
-
-    def _learned_state(self) -> list:
-        return [self.actor, self.critic, self.critic_target, self.log_alpha,
-                self.actor_opt, self.critic_opt, self.alpha_opt]
-
-    @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """tanh of the policy's mean (evaluation is deterministic, as CORL's)."""
-        x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
-        return self.actor(self.normalize(x), deterministic=True)[0].cpu().numpy()
-
-    def state_dict(self) -> dict[str, Any]:
-        return tag_state(self.kind, parts_state(self, NETWORKS + OPTIMISERS) | {
-            "log_alpha": self.log_alpha.detach().clone(), "state_mean": self.state_mean, "state_std": self.state_std,
-            "total_updates": self.total_updates, "generator": self.rng.state_dict(),
-        })
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Load a state (also one written on another device or in the other mode); optimisers
-        replace their state tensors, so a captured graph is dropped and captured anew."""
-        check_state(self.kind, state)
-        self._step = None
-        load_parts(self, state, NETWORKS, OPTIMISERS)
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
-            self.state_mean.copy_(state["state_mean"])
-            self.state_std.copy_(state["state_std"])
-        self.total_updates = int(state["total_updates"])
-        self.rng.load_state_dict(state["generator"], reseed_with=self.total_updates)

@@ -31,21 +31,14 @@ from torch import nn
 from synther_fast.agents.base import (
     INIT_STREAM,
     NOISE_STREAM,
-    bind_layout,
-    check_state,
-    load_parts,
-    parts_state,
-    tag_state,
-    terminal_of,
+    EnsembleSoftActorCritic,
 )
 from synther_fast.agents.networks import EnsembleLinear, make_critic, make_optimizer, mlp, soft_update
 from synther_fast.config import EDACConfig, validate
 from synther_fast.graphs import CapturedStep, DeviceRandom, will_capture
-from synther_fast.replay.sampler import Batch
 from synther_fast.rng import derived_seed, seeded
 
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = -5.0, 2.0
-NETWORKS, OPTIMISERS = ("actor", "critic", "critic_target"), ("actor_opt", "critic_opt", "alpha_opt")
 
 
 class EDACActor(nn.Module):
@@ -125,7 +118,7 @@ def diversity_loss_reference(critics: list[nn.Module], obs: torch.Tensor, action
     return total / (len(critics) - 1)
 
 
-class EDAC:
+class EDAC(EnsembleSoftActorCritic):
     kind = "edac"
 
     def __init__(self, obs_dim: int, act_dim: int, config: EDACConfig | None = None,
@@ -200,48 +193,3 @@ class EDAC:
         return {"critic_loss": critic_loss.detach(), "td_loss": td_loss.detach(), "diversity": diversity.detach(),
                 "actor_loss": actor_loss.detach(), "alpha_loss": alpha_loss.detach(), "alpha": alpha,
                 "q_std": q.detach().std(dim=0).mean()}
-
-    # -- the protocol -------------------------------------------------------------------------
-    def update(self, batch: Any) -> dict[str, torch.Tensor]:
-        """One EDAC update (temperature, actor, critics) on ``batch``; captured, its rows are
-        copied into the step's static input."""
-        self._layout = bind_layout(self._layout, batch.layout)
-        if self._step is None:
-            layout = batch.layout
-
-            def fn(data: torch.Tensor) -> dict[str, torch.Tensor]:
-                b = Batch(data, layout)
-                return self._update(b.obs, b.action, b.reward.squeeze(-1), b.next_obs, terminal_of(b))
-
-            self._step = CapturedStep(fn, self.device, state=self._learned_state(), capture=self.captured)
-        with self.rng.scope():
-            out = self._step(torch.as_tensor(batch.data))
-        self.total_updates += 1
-        return out
-
-    def _learned_state(self) -> list:
-        return [self.actor, self.critic, self.critic_target, self.log_alpha,
-                self.actor_opt, self.critic_opt, self.alpha_opt]
-
-    @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """The policy's mean action through tanh (evaluation is deterministic, as CORL's)."""
-        x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
-        return self.actor(x, deterministic=True)[0].cpu().numpy()
-
-    def state_dict(self) -> dict[str, Any]:
-        return tag_state(self.kind, parts_state(self, NETWORKS + OPTIMISERS) | {
-            "log_alpha": self.log_alpha.detach().clone(), "total_updates": self.total_updates,
-            "generator": self.rng.state_dict(),
-        })
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Load a state (also one written on another device or in the other mode); optimisers
-        replace their state tensors, so a captured graph is dropped and captured anew."""
-        check_state(self.kind, state)
-        self._step = None
-        load_parts(self, state, NETWORKS, OPTIMISERS)
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
-        self.total_updates = int(state["total_updates"])
-        self.rng.load_state_dict(state["generator"], reseed_with=self.total_updates)
