@@ -16,10 +16,21 @@ from agent_rows import agent_rows
 from fake_cuda import HostSyncError, HostSyncGuard
 
 from synther_fast import graphs
+from synther_fast.agents.cql import CQL
+from synther_fast.agents.edac import EDAC
 from synther_fast.agents.iql import IQL
 from synther_fast.agents.sac import SAC
 from synther_fast.agents.td3_bc import TD3BC
-from synther_fast.config import DenoiserConfig, EDMConfig, IQLConfig, SACConfig, TD3BCConfig, TrainerConfig
+from synther_fast.config import (
+    CQLConfig,
+    DenoiserConfig,
+    EDACConfig,
+    EDMConfig,
+    IQLConfig,
+    SACConfig,
+    TD3BCConfig,
+    TrainerConfig,
+)
 from synther_fast.diffusion import DiffusionTrainer, ResidualMLPDenoiser
 from synther_fast.graphs import CapturedStep
 from synther_fast.replay import TransitionLayout
@@ -270,6 +281,41 @@ def test_offline_agents_replay_bitwise_like_eager_and_recapture_after_a_load(fak
     assert fake.captures == 2 * captures  # recaptured after the load
     for name in nets:
         assert_same(getattr(graphed, name), getattr(eager, name))
+
+
+def soft_ac_eager(agent, data: torch.Tensor) -> None:
+    """EDAC's / CQL's maths run directly (no CapturedStep), inside the agent's own RNG slot."""
+    b = Batch(data, LAYOUT)
+    with agent.rng.scope():
+        agent._update(agent.prepare_obs(b.obs), b.action, b.reward.squeeze(-1), agent.prepare_obs(b.next_obs),
+                      b.terminal.squeeze(-1))
+    agent.total_updates += 1
+
+
+@pytest.mark.parametrize("algo", ["edac", "cql"])
+def test_edac_and_cql_replay_bitwise_like_eager_and_recapture_after_a_load(fake, algo) -> None:
+    """EDAC's double-backward diversity term and CQL's sampled-action log-sum-exp inside one
+    captured step: replays equal eager bitwise, no host sync (the fake's guard), and a load
+    recaptures."""
+    if algo == "edac":
+        graphed, eager = (EDAC(4, 2, EDACConfig(num_critics=3, hidden=(8, 8)), MEAN, STD, seed=2) for _ in range(2))
+    else:
+        graphed, eager = (CQL(4, 2, CQLConfig(hidden=(8, 8), n_actions=3), MEAN, STD, seed=2) for _ in range(2))
+    assert graphed.captured
+    for k in range(4):
+        graphed.update(Batch(rows(8, k), LAYOUT))
+        soft_ac_eager(eager, rows(8, k))
+    assert fake.captures == 1 and fake.replays == 4
+    for name in ("actor", "critic", "critic_target"):
+        assert_same(getattr(graphed, name), getattr(eager, name))
+    assert torch.equal(graphed.log_alpha, eager.log_alpha)
+    soft_ac_eager(eager, rows(8, 4))  # a resume from a later checkpoint
+    graphed.load_state_dict(copy.deepcopy(eager.state_dict()))
+    graphed.update(Batch(rows(8, 5), LAYOUT))
+    soft_ac_eager(eager, rows(8, 5))
+    assert fake.captures == 2
+    assert_same(graphed.critic, eager.critic)
+    assert_same(graphed.actor, eager.actor)
 
 
 def tiny_denoiser() -> ResidualMLPDenoiser:
