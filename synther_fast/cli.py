@@ -96,7 +96,7 @@ class Demo:
 
 @dataclass
 class Offline:
-    """Offline SynthER: dataset -> diffusion model -> synthetic rows -> TD3+BC or IQL on real,
+    """Offline SynthER: dataset -> diffusion model -> synthetic rows -> TD3+BC, IQL, EDAC or CQL on real,
     synthetic and/or mixed data -> evaluation. Without --dataset a dataset is collected first."""
 
     config: Annotated[OfflineConfig, Flat]

@@ -516,6 +516,16 @@ class OfflineConfig(Serialisable, Checked):
     """EDAC hyperparameters (algo edac)"""
     cql: CQLConfig = field(default_factory=CQLConfig)
     """CQL hyperparameters (algo cql)"""
+    subset: float = 1.0
+    """fraction of the real dataset kept, as whole episodes drawn at random with the run's seed:
+    the diffusion model is fitted on them and the real arm learns from them (the paper's reduced
+    datasets, Fig. 1a: 0.15); 1 keeps everything"""
+    agent_width: int | None = None
+    """hidden width of every network of the offline agent; None keeps the algorithm's own (256).
+    With agent_depth it replaces the algorithm's ``hidden`` (the paper's larger-network runs)"""
+    agent_depth: int | None = None
+    """hidden layers of every network of the offline agent; None keeps the algorithm's own
+    (TD3+BC, IQL: 2; EDAC, CQL: 3)"""
     agent_steps: int = 1_000_000
     """agent updates per arm"""
     batch_size: int = 256
@@ -552,6 +562,11 @@ class OfflineConfig(Serialisable, Checked):
         _positive(self, "agent_steps", "batch_size", "eval_every", "eval_episodes", "checkpoint_every",
                   "synthetic_rows", "collect_steps")
         _non_negative(self, "seed", "threads")
+        if not 0.0 < self.subset <= 1.0:
+            raise ValueError(f"OfflineConfig.subset must lie in (0, 1] (a fraction of the dataset), got {self.subset}")
+        for name in ("agent_width", "agent_depth"):
+            if getattr(self, name) is not None:
+                _positive(self, name)
         if not 0.0 <= self.mixed_ratio <= 1.0:
             raise ValueError(f"OfflineConfig.mixed_ratio must lie in [0, 1], got {self.mixed_ratio}")
         generation = self.synther.generation
@@ -563,6 +578,17 @@ class OfflineConfig(Serialisable, Checked):
         if any(a != "real" for a in self.arms) and self.synthetic_rows < self.batch_size:
             raise ValueError(f"OfflineConfig.synthetic_rows ({self.synthetic_rows}) must be at least "
                              f"batch_size ({self.batch_size}) for a synthetic arm")
+
+
+def offline_agent_config(config: OfflineConfig) -> Any:
+    """The run's agent settings (config.td3_bc / .iql / .edac / .cql by config.algo), with
+    agent_width / agent_depth, where set, replacing its hidden widths."""
+    agent = getattr(config, config.algo)
+    if config.agent_width is None and config.agent_depth is None:
+        return agent
+    width = config.agent_width if config.agent_width is not None else agent.hidden[0]
+    depth = config.agent_depth if config.agent_depth is not None else len(agent.hidden)
+    return dataclasses.replace(agent, hidden=(width,) * depth)
 
 
 ONLINE_ALGOS = ("sac", "redq", "sac-synther")

@@ -1,6 +1,6 @@
 """The offline SynthER pipeline (Lu et al. 2023, section 4) as one call.
 
-dataset -> diffusion fit -> N synthetic rows -> TD3+BC or IQL on real / synthetic / mixed data ->
+dataset -> diffusion fit -> N synthetic rows -> TD3+BC, IQL, EDAC or CQL on real / synthetic / mixed data ->
 evaluation episodes at intervals -> summary. Every phase writes its result into the run directory
 (config, dataset, model, samples, agent checkpoints, metrics, summary), so an interrupted run
 resumes where it stopped (``resume=True``) and finished phases are never redone.
@@ -26,7 +26,15 @@ from synther_fast.agents.td3_bc import TD3BC
 from synther_fast.analysis.fidelity import marginal_fidelity
 from synther_fast.analysis.report import learning_curves, write_report
 from synther_fast.artifacts import artifact_path, read_rows, write_rows
-from synther_fast.config import ARMS, OfflineConfig, for_task, offline_paper, offline_quick, validate
+from synther_fast.config import (
+    ARMS,
+    OfflineConfig,
+    for_task,
+    offline_agent_config,
+    offline_paper,
+    offline_quick,
+    validate,
+)
 from synther_fast.data.collect import collect, load_policy, shipped_policy_path
 from synther_fast.data.dataset import load_dataset, save_dataset
 from synther_fast.diffusion import SynthER
@@ -85,9 +93,10 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
     try:
         run.logger(wandb=wandb)
         with run.phase("dataset"):
-            dataset = given if given is not None else _dataset_phase(config, run, progress)
+            full = given if given is not None else _dataset_phase(config, run, progress)
             if given is not None and not run.done("dataset"):
                 run.mark_done("dataset", {"rows": len(given), "source": config.dataset})
+        dataset = full.subset(config.subset, seed=config.seed)  # the paper's reduced datasets (Fig. 1a)
         layout = dataset.layout(spec.has_terminal)
         real_rows = dataset.to_rows(layout)
         synthetic_rows = fidelity = None
@@ -108,7 +117,8 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
     summary = OfflineSummary(
         env=config.env, algo=config.algo, seed=config.seed, preset=config.preset,
         dataset={"rows": len(dataset), "source": dataset.source,
-                 "episode_return_mean": float(np.mean(returns)) if len(returns) else None},
+                 "episode_return_mean": float(np.mean(returns)) if len(returns) else None,
+                 **({} if config.subset == 1 else {"subset": config.subset, "full_rows": len(full)})},
         synthetic_rows=None if synthetic_rows is None else len(synthetic_rows),
         fidelity=None if fidelity is None else {k: v for k, v in fidelity.items() if k != "columns"},
         arms=arms, seconds=run.timings, device=str(device),
@@ -208,18 +218,16 @@ def reward_scale(dataset) -> float:
 
 
 def make_agent(config: OfflineConfig, dataset, device: torch.device):
-    """The run's offline agent with its configured hyperparameters (config.td3_bc / config.iql)."""
+    """The run's offline agent with its configured hyperparameters (config.td3_bc / .iql / .edac /
+    .cql, and agent_width / agent_depth where set)."""
     # States are normalised with the real dataset's statistics, also for synthetic-only runs.
     mean = dataset.observations.mean(0)
     std = dataset.observations.std(0) + 1e-3
-    if config.algo == "td3_bc":
-        return TD3BC(dataset.obs_dim, dataset.act_dim, config.td3_bc, mean, std, device, config.fast, config.seed)
-    if config.algo == "edac":  # CORL's EDAC normalises neither states nor rewards
-        return EDAC(dataset.obs_dim, dataset.act_dim, config.edac, mean, std, device, config.fast, config.seed)
-    if config.algo == "cql":
-        return CQL(dataset.obs_dim, dataset.act_dim, config.cql, mean, std, device, config.fast, config.seed)
-    iql = config.iql if config.iql.max_steps is not None else dataclasses.replace(config.iql, max_steps=config.agent_steps)
-    return IQL(dataset.obs_dim, dataset.act_dim, iql, mean, std, device, config.fast, config.seed)
+    settings = offline_agent_config(config)
+    agents = {"td3_bc": TD3BC, "edac": EDAC, "cql": CQL, "iql": IQL}  # CORL's EDAC ignores mean / std
+    if config.algo == "iql" and settings.max_steps is None:
+        settings = dataclasses.replace(settings, max_steps=config.agent_steps)
+    return agents[config.algo](dataset.obs_dim, dataset.act_dim, settings, mean, std, device, config.fast, config.seed)
 
 
 @dataclass
@@ -329,7 +337,9 @@ def run_offline_seeds(config: OfflineConfig, seeds: list[int], run_dir: str | os
 
 def format_summary(summary: OfflineSummary) -> str:
     """A side-by-side table of the arms (returns, normalised scores), then fidelity and time."""
-    lines = [f"{summary['algo']} on {summary['env']} ({summary['dataset']['rows']:,} real transitions"
+    subset = summary["dataset"].get("subset")
+    kept = "" if subset is None else f" (a {subset:.0%} subset of {summary['dataset']['full_rows']:,})"
+    lines = [f"{summary['algo']} on {summary['env']} ({summary['dataset']['rows']:,} real transitions{kept}"
              + (f", {summary['synthetic_rows']:,} synthetic" if summary.get("synthetic_rows") else "")
              + f", seed {summary['seed']})"]
     lines.append(f"{'data':<10} {'return':>10} {'± spread':>10} {'normalised':>11}")

@@ -161,8 +161,25 @@ def test_rows_layout_and_subset() -> None:
     np.testing.assert_array_equal(back.next_observations, d.next_observations)
     np.testing.assert_array_equal(back.terminals, d.terminals)
     assert d.to_rows(d.layout(False)).shape[1] == rows.shape[1] - 1
-    sub = d.subset(0.25)  # whole episodes only: the first episode ends at row 10
-    assert len(sub) == 10
+    assert d.subset(1.0) is d
+
+
+def test_subset_draws_whole_episodes_at_random() -> None:
+    d = episodes_dataset(n_episodes=20, length=10)  # observation column 0 is the episode index
+    picks = []
+    for seed in range(4):
+        sub = d.subset(0.15, seed=seed)
+        episodes = sub.observations[:, 0]
+        assert len(sub) == 30  # 15% of 200 rows = 3 whole episodes of 10
+        kept = sorted(set(episodes.tolist()))
+        assert episodes.tolist() == [e for e in kept for _ in range(10)]  # whole, in order
+        np.testing.assert_array_equal(sub.observations[:, 1], np.tile(np.arange(10), 3))
+        picks.append(tuple(kept))
+    assert len(set(picks)) > 1 and picks != [(0.0, 1.0, 2.0)] * 4  # seeded draws, not the prefix
+    assert d.subset(0.15, seed=2) == d.subset(0.15, seed=2)
+    assert len(d.subset(0.16, seed=0)) == 40  # the target is covered: a 4th episode
+    with pytest.raises(ValueError, match="fraction"):
+        d.subset(0.0)
 
 
 def test_plain_d4rl_style_npz_without_meta_loads(tmp_path) -> None:

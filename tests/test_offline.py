@@ -121,9 +121,33 @@ def test_edac_and_cql_run_in_the_pipeline_and_their_fields_reach_the_cli(tmp_pat
     assert option in run_cli("offline", "--help").stdout
 
 
+def test_subset_and_agent_size_reach_the_fit_the_real_arm_and_the_networks(tmp_path, monkeypatch) -> None:
+    from synther_fast import offline
+    from synther_fast.diffusion import SynthER
+
+    fitted_on = []
+    original_fit = SynthER.fit
+    monkeypatch.setattr(SynthER, "fit", lambda self, rows, **kw: fitted_on.append(len(rows)) or original_fit(self, rows, **kw))
+    config = tiny_config(env="Hopper-v5", subset=0.25, agent_width=24, agent_depth=3, agent_steps=20, eval_every=20)
+    result = run_offline(config, tmp_path / "r", progress=False)
+    full = load_dataset(tmp_path / "r" / "dataset.npz")
+    kept = full.subset(0.25, seed=config.seed)
+    assert 0.25 * len(full) <= result.summary.dataset["rows"] == len(kept) < 0.3 * len(full)  # whole episodes
+    assert result.summary.dataset["full_rows"] == len(full) == 2000 and fitted_on == [len(kept)]
+    assert "a 25% subset of 2,000" in offline.format_summary(result.summary)
+    state = torch.load(tmp_path / "r" / "agent_real.ckpt", weights_only=True)["agent"]
+    actor = [v.shape for k, v in state["actor"].items() if k.endswith("weight")]
+    assert actor == [(24, 11), (24, 24), (24, 24), (3, 24)]  # three hidden layers of 24
+    assert offline.offline_agent_config(tiny_config(algo="cql", agent_width=512)).hidden == (512, 512, 512)
+    assert offline.offline_agent_config(tiny_config(agent_depth=4)).hidden == (256,) * 4
+    plain = tiny_config()
+    assert offline.offline_agent_config(plain) is plain.td3_bc
+
+
 @pytest.mark.parametrize(
     "overrides, match",
-    [({"algo": "awac"}, "algo"), ({"arms": ("fake",)}, "arms"), ({"agent_steps": 0}, "agent_steps"),
+    [({"algo": "awac"}, "algo"), ({"subset": 0.0}, "subset"), ({"subset": 1.5}, "subset"),
+     ({"agent_width": 0}, "agent_width"), ({"arms": ("fake",)}, "arms"), ({"agent_steps": 0}, "agent_steps"),
      ({"mixed_ratio": 2.0}, "mixed_ratio"), ({"bogus": 1}, "unknown")],
 )
 def test_bad_config(overrides, match) -> None:

@@ -123,13 +123,25 @@ class Dataset:
         return np.asarray(returns)
 
     def subset(self, fraction: float, seed: int = 0) -> Dataset:
-        """The first whole episodes covering about ``fraction`` of the rows (e.g. the paper's 15%)."""
+        """Whole episodes drawn at random (seeded) until they cover at least ``fraction`` of the
+        rows, kept in their original order: the paper's reduced datasets (Fig. 1a: 15%).
+
+        Episodes, not rows, so every kept transition keeps its neighbours; at random, not the
+        first ones, because in a replay-style dataset (D4RL medium-replay, ``collect_method
+        'sac'``) the first episodes are the worst and a prefix would also lower the data's quality.
+        A trailing episode without an end counts as one."""
         if not 0 < fraction <= 1:
             raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
-        ends = np.flatnonzero((self.terminals > 0) | (self.timeouts > 0))
-        target = int(round(fraction * len(self)))
-        cut = next((int(e) + 1 for e in ends if e + 1 >= target), len(self))
-        take = slice(0, max(cut, 1))
+        if fraction == 1:
+            return self
+        ends = np.flatnonzero((self.terminals > 0) | (self.timeouts > 0)) + 1
+        bounds = np.unique(np.concatenate([[0], ends, [len(self)]]))
+        starts, stops = bounds[:-1], bounds[1:]
+        order = np.random.default_rng(seed).permutation(len(starts))
+        covered = np.cumsum(stops[order] - starts[order])
+        count = int(np.searchsorted(covered, fraction * len(self))) + 1  # first prefix reaching the target
+        chosen = np.sort(order[:count])
+        take = np.concatenate([np.arange(starts[i], stops[i]) for i in chosen])
         return Dataset(self.observations[take], self.actions[take], self.rewards[take],
                        self.next_observations[take], self.terminals[take], self.timeouts[take],
                        self.env_name, self.source)
