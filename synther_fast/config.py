@@ -237,8 +237,55 @@ class GenerationConfig(Checked):
                              f"({', '.join(HEALTH_RULES)}), got task={self.task!r}; use 'classifier' or 'auto'")
 
 
+GUIDANCE_KINDS = ("none", "curiosity", "td", "return")
+"""Relevance functions a conditional model can be guided by (synther_fast.relevance)."""
+
+
 @dataclass(frozen=True)
-class SynthERConfig(Serialisable):
+class GuidedConfig(Checked):
+    """Relevance-guided generation (beyond SynthER): a denoiser conditioned on a scalar relevance
+    score and sampled with classifier-free guidance toward high scores (PGR, Wang et al. 2024,
+    arXiv 2410.18082; offline, return-conditioned as GTA, arXiv 2405.16907). Used only when
+    SynthERConfig.guidance is not 'none'."""
+
+    cond_dropout: float = 0.25
+    """probability that a training row's condition is replaced by the null embedding (PGR: 0.25)"""
+    null: str = "zero"
+    """the null (unconditional) embedding: 'zero' (PGR's: the unconditional branch is then exactly
+    the unconditional network) or 'learned' (a trained vector)"""
+    scale: float = 2.0
+    """guidance scale w: D = D_uncond + w (D_cond - D_uncond); 0 samples the unconditional branch,
+    1 the conditional one (PGR: 2.0)"""
+    both_evaluations: bool = True
+    """guide both network evaluations of each Heun step; False guides the first only and runs the
+    second on the conditional branch alone (PGR's code; half the second evaluation's cost)"""
+    top_frac: float = 0.25
+    """online: generation conditions are drawn from the top fraction of the real rows' scores
+    (PGR: 0.1-0.25)"""
+    return_quantile: float = 0.9
+    """offline 'return': generate at this quantile of the rows' returns-to-go ..."""
+    return_amplify: float = 1.0
+    """... times this factor (GTA's amplification; 1 keeps the quantile)"""
+    curiosity_hidden: int = 256
+    """width of the curiosity (ICM) networks (PGR: 256 on DMC)"""
+    curiosity_lr: float = 3e-4
+    """Adam learning rate of the curiosity networks (one update per environment step, on real rows)"""
+
+    def check(self) -> None:
+        """This part's own fields (nested parts check theirs; :func:`validate` runs them all)."""
+        if not 0.0 <= self.cond_dropout <= 1.0:
+            raise ValueError(f"GuidedConfig.cond_dropout must lie in [0, 1], got {self.cond_dropout}")
+        _choice(self, "null", ("zero", "learned"))
+        _non_negative(self, "scale")
+        if not 0.0 < self.top_frac <= 1.0:
+            raise ValueError(f"GuidedConfig.top_frac must lie in (0, 1], got {self.top_frac}")
+        if not 0.0 <= self.return_quantile <= 1.0:
+            raise ValueError(f"GuidedConfig.return_quantile must lie in [0, 1], got {self.return_quantile}")
+        _positive(self, "return_amplify", "curiosity_hidden", "curiosity_lr")
+
+
+@dataclass(frozen=True)
+class SynthERConfig(Serialisable, Checked):
     """Everything a SynthER model needs: network, diffusion, normaliser, training and sampling."""
 
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
@@ -251,10 +298,25 @@ class SynthERConfig(Serialisable):
     """the fit"""
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     """sampling rows"""
+    guidance: str = "none"
+    """beyond SynthER: condition the model on a relevance score and guide generation toward high
+    scores: 'curiosity' (online: an ICM forward-model error, PGR), 'td' (online: the critics' TD
+    error), 'return' (offline: return-to-go, GTA); 'none' is SynthER's unconditional model"""
+    guided: GuidedConfig = field(default_factory=GuidedConfig)
+    """the conditional model and its guidance (with guidance other than 'none')"""
     seed: int = 0
     """initial weights, batch draws and training noise"""
     preset: str = "custom"
     """name of the preset this config came from (informational)"""
+
+    def check(self) -> None:
+        """This part's own fields (nested parts check theirs; :func:`validate` runs them all)."""
+        _choice(self, "guidance", GUIDANCE_KINDS)
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the model is conditioned on a relevance score."""
+        return self.guidance != "none"
 
 
 def for_task(config: SynthERConfig, task: str | None) -> SynthERConfig:
@@ -562,6 +624,10 @@ class OfflineConfig(Serialisable, Checked):
         _positive(self, "agent_steps", "batch_size", "eval_every", "eval_episodes", "checkpoint_every",
                   "synthetic_rows", "collect_steps")
         _non_negative(self, "seed", "threads")
+        if self.synther.guidance not in ("none", "return"):
+            raise ValueError(f"OfflineConfig: synther.guidance {self.synther.guidance!r} is an online relevance "
+                             f"(it needs a learner's critics or an online curiosity model); offline runs take "
+                             f"'none' or 'return'")
         if not 0.0 < self.subset <= 1.0:
             raise ValueError(f"OfflineConfig.subset must lie in (0, 1] (a fraction of the dataset), got {self.subset}")
         for name in ("agent_width", "agent_depth"):
@@ -657,6 +723,12 @@ class OnlineConfig(Serialisable, Checked):
             raise ValueError(f"OnlineConfig.env_steps ({self.env_steps}) exceeds real_capacity "
                              f"({self.real_capacity}): the real replay would drop transitions")
 
+        if self.synther.guidance == "return":
+            raise ValueError("OnlineConfig: synther.guidance 'return' is the offline relevance (returns-to-go of a "
+                             "fixed dataset); online runs take 'none', 'curiosity' or 'td'")
+        if self.synther.conditional and not self.uses_synther:
+            raise ValueError(f"OnlineConfig: synther.guidance {self.synther.guidance!r} guides SynthER's refits, "
+                             f"but algo {self.algo!r} generates nothing; use algo 'sac-synther'")
         if self.algo == "redq" and self.sac.num_critics <= self.sac.num_min:
             raise ValueError(f"algo 'redq' draws num_min of more critics, but sac has num_critics "
                              f"{self.sac.num_critics} and num_min {self.sac.num_min}: start from "

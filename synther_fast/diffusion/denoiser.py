@@ -63,7 +63,7 @@ class ResidualMLPDenoiser(nn.Module):
     """How the 'emulated' backend rounds TF32 operands: 'rz' as Triton's tensor-core products,
     'rn' as cuBLAS (see synther_fast.precision)."""
 
-    def __init__(self, config: DenoiserConfig, d_in: int) -> None:
+    def __init__(self, config: DenoiserConfig, d_in: int, conditional: bool = False, null: str = "zero") -> None:
         super().__init__()
         validate(config)
         if d_in <= 0:
@@ -82,13 +82,50 @@ class ResidualMLPDenoiser(nn.Module):
             ResidualBlock(config.width, config.layer_norm) for _ in range(config.depth)
         )
         self.output_layer = nn.Linear(config.width, d_in)
+        # The conditional parts come last, so every other parameter draws the same initial values
+        # as in the unconditional model (and an unconditional model has none of them).
+        self.conditional = conditional
+        if conditional:
+            # A scalar condition -> a dim_t embedding *added* to the input and time embeddings, not
+            # concatenated as PGR does: the layers after it keep the unconditional shapes (the
+            # fused blocks are untouched) and, with the zero null embedding, the unconditional
+            # branch is exactly the unconditional network.
+            self.cond_mlp = nn.Sequential(nn.Linear(1, config.dim_t), nn.SiLU(), nn.Linear(config.dim_t, config.dim_t))
+            if null not in ("zero", "learned"):
+                raise ValueError(f"null must be 'zero' or 'learned', got {null!r}")
+            self.null_embedding = nn.Parameter(torch.zeros(config.dim_t), requires_grad=null == "learned")
+
+    def condition_embedding(self, cond: torch.Tensor | None, keep: torch.Tensor | None = None,
+                            rows: int | None = None) -> torch.Tensor | None:
+        """The embedding added for (normalised) conditions ``cond`` (B,): the null embedding where
+        ``keep`` (B,) is False, and for every row when ``cond`` is None (``rows`` of them)."""
+        if not self.conditional:
+            if cond is not None:
+                raise ValueError("this denoiser is unconditional: it takes no condition")
+            return None
+        if cond is None:
+            return self.null_embedding.expand(rows if rows is not None else 1, -1)
+        emb = self.cond_mlp(cond.reshape(-1, 1).to(self.null_embedding.dtype))
+        if keep is not None:
+            emb = torch.where(keep.reshape(-1, 1), emb, self.null_embedding)
+        return emb
 
     def uses_fused_blocks(self, x: torch.Tensor) -> bool:
         """Whether this forward runs the fused Triton layers (see :func:`picks_fused_layers`)."""
         return picks_fused_layers(self.config, x.is_cuda)
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor | None = None,
+                keep: torch.Tensor | None = None, *, embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """F(x, c_noise[, condition]). A conditional model takes the rows' normalised conditions
+        ``cond`` (B,) with an optional ``keep`` mask (False: the null embedding), or their
+        precomputed :meth:`condition_embedding`; given neither it runs its unconditional branch."""
         h = self.proj(x) + self.time_mlp(self.time_embedding(c_noise))
+        if embedding is None and (self.conditional or cond is not None):
+            embedding = self.condition_embedding(cond, keep)
+        if embedding is not None:
+            if not self.conditional:
+                raise ValueError("this denoiser is unconditional: it takes no condition")
+            h = h + embedding
         if self.uses_fused_blocks(h):
             from synther_fast.kernels.fused_linear import fused_linear as linear
         elif self.config.backend == "emulated":

@@ -26,11 +26,41 @@ def preconditioning(sigma: torch.Tensor, sigma_data: float):
     return c_skip, c_out, c_in, c_noise
 
 
-def denoise(network: torch.nn.Module, x: torch.Tensor, sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
-    """D(x, sigma) = c_skip x + c_out F(c_in x, c_noise), sigma of shape (B,) or scalar."""
+def denoise(network: torch.nn.Module, x: torch.Tensor, sigma: torch.Tensor, sigma_data: float,
+            **condition: torch.Tensor | None) -> torch.Tensor:
+    """D(x, sigma) = c_skip x + c_out F(c_in x, c_noise), sigma of shape (B,) or scalar.
+    ``condition``: a conditional network's keywords (cond, keep or embedding)."""
     sigma = sigma.to(x.dtype).reshape(-1, 1).expand(x.shape[0], 1)
     c_skip, c_out, c_in, c_noise = preconditioning(sigma, sigma_data)
-    return c_skip * x + c_out * network(c_in * x, c_noise.reshape(-1))
+    return c_skip * x + c_out * network(c_in * x, c_noise.reshape(-1), **condition)
+
+
+def guided(d_cond: torch.Tensor, d_uncond: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance: D = D_uncond + w (D_cond - D_uncond)."""
+    return d_uncond + scale * (d_cond - d_uncond)
+
+
+def guided_denoisers(network: torch.nn.Module, cond: torch.Tensor, scale: float, sigma_data: float,
+                     both_evaluations: bool = True, clamp: bool = False) -> tuple[Denoise, Denoise]:
+    """The reference sampler's D for classifier-free guidance toward (normalised) conditions
+    ``cond`` (B,) of a conditional network: each guided D evaluates the network once on 2B rows
+    (B conditional, B with the null embedding) and returns D_uncond + w (D_cond - D_uncond),
+    clamped after guiding when ``clamp``. Returns (first, second): the D of each Heun step's two
+    evaluations (second is the conditional D alone unless ``both_evaluations``)."""
+    rows = cond.shape[0]
+    cond_emb = network.condition_embedding(cond)
+    emb = torch.cat([cond_emb, network.condition_embedding(None, rows=rows)])
+
+    def first(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        d = denoise(network, torch.cat([x, x]), torch.cat([sigma, sigma]), sigma_data, embedding=emb)
+        out = guided(d[:rows], d[rows:], scale)
+        return out.clamp(-1.0, 1.0) if clamp else out
+
+    def conditional(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        out = denoise(network, x, sigma, sigma_data, embedding=cond_emb)
+        return out.clamp(-1.0, 1.0) if clamp else out
+
+    return first, first if both_evaluations else conditional
 
 
 def loss_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
@@ -45,19 +75,24 @@ def training_sigmas(n: int, config: EDMConfig, generator: torch.Generator | None
 
 
 def edm_loss(network: torch.nn.Module, x: torch.Tensor, config: EDMConfig,
-             generator: torch.Generator | None = None, rows: slice | None = None) -> torch.Tensor:
-    """Mean over rows and columns of lambda(sigma) |D(x + sigma n, sigma) - x|^2.
+             generator: torch.Generator | None = None, rows: slice | None = None,
+             cond: torch.Tensor | None = None, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over rows and columns of lambda(sigma) |D(x + sigma n, sigma[, c]) - x|^2.
 
     ``rows``: compute the loss on these rows of the batch only, after drawing sigma and the noise
     for all of it (data-parallel ranks each take their slice of one global draw, so together they
-    see exactly the batch a single process would).
+    see exactly the batch a single process would). ``cond`` / ``keep``: a conditional network's
+    conditions of the rows and which of them are kept (the rest get the null embedding).
     """
     sigma = training_sigmas(x.shape[0], config, generator, x.device)
     noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     if rows is not None:
         x, sigma, noise = x[rows], sigma[rows], noise[rows]
+        cond = cond[rows] if cond is not None else None
+        keep = keep[rows] if keep is not None else None
     noised = x + sigma.reshape(-1, 1) * noise
-    denoised = denoise(network, noised, sigma, config.sigma_data)
+    condition = {} if cond is None else {"cond": cond, "keep": keep}
+    denoised = denoise(network, noised, sigma, config.sigma_data, **condition)
     return (loss_weight(sigma, config.sigma_data).reshape(-1, 1) * (denoised - x) ** 2).mean()
 
 
@@ -105,10 +140,13 @@ def heun_schedule(config: EDMConfig, num_steps: int | None = None) -> HeunSchedu
 def heun_sample(
     denoiser: Denoise, shape: tuple[int, int], schedule: HeunSchedule, *,
     generator: torch.Generator | None = None, device=None, dtype=torch.float32,
-    noise: list[torch.Tensor] | None = None,
+    noise: list[torch.Tensor] | None = None, second_denoiser: Denoise | None = None,
 ) -> torch.Tensor:
     """EDM Algorithm 2 (stochastic Heun). ``noise``: optional list of num_steps + 1 tensors of
-    ``shape`` (the initial sample's noise, then each step's churn noise) to make runs comparable."""
+    ``shape`` (the initial sample's noise, then each step's churn noise) to make runs comparable.
+    ``second_denoiser``: D for each step's second (correction) evaluation, if not ``denoiser``
+    (guidance at the first evaluation only)."""
+    second = denoiser if second_denoiser is None else second_denoiser
 
     def draw(k: int) -> torch.Tensor:
         if noise is not None:
@@ -123,7 +161,7 @@ def heun_sample(
         d_cur = (x_hat - denoiser(x_hat, _full(t_hat, x))) / t_hat
         x = x_hat + (t_next - t_hat) * d_cur
         if schedule.second_order[i]:
-            d_next = (x - denoiser(x, _full(t_next, x))) / t_next
+            d_next = (x - second(x, _full(t_next, x))) / t_next
             x = x_hat + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_next)
     return x
 

@@ -30,7 +30,12 @@ class FusedHeunSampler:
 
     def __init__(self, network, schedule: HeunSchedule, sigma_data: float, rows: int, width: int,
                  device: torch.device, clamp: bool = False, noise: str = "device", graph: bool | None = None,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, guidance: float | None = None,
+                 both_evaluations: bool = True) -> None:
+        """``guidance`` w (a conditional network): classifier-free guidance with the rows'
+        normalised conditions in ``self.cond`` (the caller fills it before each call); each guided
+        evaluation runs the network once on 2B rows, conditional then unconditional.
+        ``both_evaluations`` False guides the first evaluation of each step only (PGR)."""
         from synther_fast.kernels import edm_step
 
         self.k = edm_step
@@ -57,7 +62,13 @@ class FusedHeunSampler:
                             for t in schedule.sigma_hat]
         self.c_noise_next = [torch.full((1,), _pre(t, sigma_data)[3], device=self.device) if t > 0 else None
                              for t in schedule.sigma[1:]]
-        self.buffers = [torch.empty(self.shape, device=self.device) for _ in range(5)]
+        self.guidance, self.both_evaluations = guidance, both_evaluations
+        if guidance is not None and not getattr(network, "conditional", False):
+            raise ValueError("guidance needs a conditional network")
+        self.cond = torch.zeros(rows, device=self.device) if guidance is not None else None
+        self.buffers = [torch.empty(self.shape, device=self.device) for _ in range(4)]
+        # The network input: 2B rows (conditional, then unconditional) when guided.
+        self.net_in = torch.empty((rows * (2 if guidance is not None else 1), width), device=self.device)
         self.out = torch.empty(self.shape, device=self.device)
 
     def _eps(self, k: int) -> torch.Tensor:
@@ -68,19 +79,35 @@ class FusedHeunSampler:
     @torch.inference_mode()
     def _loop(self) -> torch.Tensor:
         k, sched, sd = self.k, self.schedule, self.sigma_data
-        x_hat, net_in, x_next, d_cur, spare = self.buffers
+        x_hat, x_next, d_cur, spare = self.buffers
+        net_in, rows = self.net_in, self.shape[0]
+        w = self.guidance
+        guided = w is not None
+        both = guided and self.both_evaluations
+        if guided:  # the conditions' embeddings, once per batch: B conditional rows, B null rows
+            cond_emb = self.network.condition_embedding(self.cond)
+            emb = torch.cat([cond_emb, self.network.condition_embedding(None, rows=rows)])
+            first = lambda c: self.network(net_in, c, embedding=emb)
+            second = (lambda c: self.network(net_in, c, embedding=emb)) if both else \
+                (lambda c: self.network(net_in[:rows], c, embedding=cond_emb))
+        else:
+            first = second = lambda c: self.network(net_in, c)
         x0 = self._eps(0) * sched.sigma[0]
-        k.churn(x0, self._eps(1), sched.churn_std[0], _pre(sched.sigma_hat[0], sd)[2], out=(x_hat, net_in))
+        k.churn(x0, self._eps(1), sched.churn_std[0], _pre(sched.sigma_hat[0], sd)[2], out=(x_hat, net_in),
+                duplicate=guided)
         for i in range(sched.num_steps):
             t_hat, t_next = sched.sigma_hat[i], sched.sigma[i + 1]
             c_skip, c_out, _, _ = _pre(t_hat, sd)
-            f = self.network(net_in, self.c_noise_hat[i])
+            f = first(self.c_noise_hat[i])
             if not sched.second_order[i]:  # last step: t_next = 0, Euler only (x_next = D)
-                k.euler_step(x_hat, f, c_skip, c_out, t_hat, t_next, 0.0, self.clamp, out=(self.out, d_cur, spare))
+                k.euler_step(x_hat, f, c_skip, c_out, t_hat, t_next, 0.0, self.clamp, out=(self.out, d_cur, spare),
+                             guidance=w)
                 break
             c_in_next = _pre(t_next, sd)[2]
-            k.euler_step(x_hat, f, c_skip, c_out, t_hat, t_next, c_in_next, self.clamp, out=(x_next, d_cur, net_in))
-            f2 = self.network(net_in, self.c_noise_next[i])
+            k.euler_step(x_hat, f, c_skip, c_out, t_hat, t_next, c_in_next, self.clamp,
+                         out=(x_next, d_cur, net_in if both or not guided else net_in[:rows]),
+                         guidance=w, duplicate=both)
+            f2 = second(self.c_noise_next[i])
             c_skip2, c_out2, _, _ = _pre(t_next, sd)
             if i + 1 < sched.num_steps:
                 churn_std, c_in_hat = sched.churn_std[i + 1], _pre(sched.sigma_hat[i + 1], sd)[2]
@@ -88,7 +115,7 @@ class FusedHeunSampler:
             else:  # not reached with t_N = 0, kept for schedules that end above zero
                 churn_std, c_in_hat, eps = 0.0, 1.0, torch.zeros_like(x_hat)
             k.heun_churn_step(x_hat, x_next, d_cur, f2, eps, c_skip2, c_out2, t_hat, t_next, churn_std, c_in_hat,
-                              self.clamp, out=(x_hat, net_in))
+                              self.clamp, out=(x_hat, net_in), guidance=w if both else None, duplicate=guided)
         else:
             self.out.copy_(x_hat)
         if self.clamp:

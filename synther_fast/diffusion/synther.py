@@ -17,7 +17,7 @@ import torch
 from synther_fast.artifacts import write_rows
 from synther_fast.config import SynthERConfig, paper_offline, resolve_batch_size, validate
 from synther_fast.diffusion.denoiser import ResidualMLPDenoiser
-from synther_fast.diffusion.edm import denoise, heun_sample, heun_schedule
+from synther_fast.diffusion.edm import denoise, guided_denoisers, heun_sample, heun_schedule
 from synther_fast.diffusion.fused_sampler import FusedHeunSampler
 from synther_fast.diffusion.normalizer import Normalizer
 from synther_fast.diffusion.termination import (
@@ -106,22 +106,36 @@ class SynthER:
         self.history: list[dict[str, float]] = []
         self.termination: TerminationClassifier | None = None  # terminals='classifier' only
         self.data_terminal_rate: float | None = None  # the fitted rows' terminal fraction
+        self.condition_stats: tuple[float, float] | None = None  # a conditional model's (mean, std) of c
 
     # -- fitting ------------------------------------------------------------------------------
     def _new_model(self) -> None:
         with seeded(self.config.seed):  # initial weights and the frozen time frequencies
-            self.network = ResidualMLPDenoiser(self.config.denoiser, self.layout.width).to(self.device)
+            self.network = self._denoiser().to(self.device)
         norm = self.config.normalizer
         self.normalizer = Normalizer.for_layout(
             norm.kind, self.layout, norm.skip_reward, norm.normalize_terminal
         ).to(self.device)
 
+    def _denoiser(self) -> ResidualMLPDenoiser:
+        return ResidualMLPDenoiser(self.config.denoiser, self.layout.width, conditional=self.config.conditional,
+                                   null=self.config.guided.null)
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the model is conditioned on a relevance score (SynthERConfig.guidance)."""
+        return self.config.conditional
+
     def fit(
         self, rows: Any, *, checkpoint: str | os.PathLike[str] | None = None,
         resume: str | os.PathLike[str] | None = None, progress: bool = True,
-        stop_after: int | None = None,
+        stop_after: int | None = None, conditions: Any = None,
     ) -> SynthER:
         """Train a fresh model on ``rows`` (array, tensor or ReplayBuffer).
+
+        ``conditions``: a conditional model's relevance score of each row (n,), standardised
+        with its own statistics; each batch keeps a row's condition with probability
+        1 - guided.cond_dropout (:func:`synther_fast.diffusion.trainer.keep_mask`).
 
         ``checkpoint``: write the training state there every ``trainer.checkpoint_every`` steps
         and at the end (atomically). ``resume``: continue the fit saved in that checkpoint (same
@@ -133,15 +147,24 @@ class SynthER:
         and at the end every rank receives rank 0's EMA weights (so every rank holds the model).
         """
         data = validate_rows(rows, self.layout)
+        scores = self._check_conditions(conditions, len(data))
         self._new_model()
         self.normalizer.fit(data)
         tensor = self.normalizer.normalize(torch.from_numpy(data).to(self.device))
         cfg = self.config.trainer
         rank, world = rank_and_world()
+        cond = None
+        if scores is not None:
+            std = float(scores.std())
+            self.condition_stats = (float(scores.mean()), std if std > 1e-8 else 1.0)
+            cond = self._normalize_conditions(scores)
         trainer = DiffusionTrainer(self.network, tensor, self.config.edm, cfg,
-                                   resolve_batch_size(cfg, len(data)), self.config.seed, shard=(rank, world))
+                                   resolve_batch_size(cfg, len(data)), self.config.seed, shard=(rank, world),
+                                   conditions=cond, cond_dropout=self.config.guided.cond_dropout)
         progress = progress and rank == 0
         prints = fingerprint(data)
+        if scores is not None:
+            prints["conditions_crc32"] = zlib.crc32(memoryview(scores.view(np.uint8)))
         if world > 1:
             # Every rank must resume (or start) alike, or their step counts and weights part.
             if agree(resume is not None) != (not agree(resume is None)):
@@ -205,6 +228,28 @@ class SynthER:
         trainer.load_state_dict(payload["trainer"])
         self.history = json.loads(payload["history"])
 
+    def _check_conditions(self, conditions: Any, n: int) -> np.ndarray | None:
+        if not self.conditional:
+            if conditions is not None:
+                raise ValueError("conditions were given, but this model is unconditional (synther.guidance 'none')")
+            return None
+        if conditions is None:
+            raise ValueError(f"a conditional model (synther.guidance {self.config.guidance!r}) needs each row's "
+                             f"condition: fit(rows, conditions=scores)")
+        if isinstance(conditions, torch.Tensor):
+            conditions = conditions.detach().cpu().numpy()
+        scores = np.ascontiguousarray(np.asarray(conditions, dtype=np.float64).reshape(-1)).astype(np.float32)
+        if scores.shape != (n,):
+            raise ValueError(f"conditions must hold one value per row ({n}), got shape {np.shape(conditions)}")
+        if not np.isfinite(scores).all():
+            raise ValueError(f"conditions contain NaN/inf in {int((~np.isfinite(scores)).sum())} rows")
+        return scores
+
+    def _normalize_conditions(self, values: Any) -> torch.Tensor:
+        mean, std = self.condition_stats  # type: ignore[misc]
+        tensor = torch.as_tensor(np.asarray(values, dtype=np.float32).reshape(-1), device=self.device)
+        return (tensor - mean) / std
+
     # -- sampling -----------------------------------------------------------------------------
     def _require_model(self) -> None:
         if self.ema is None:
@@ -212,17 +257,32 @@ class SynthER:
 
     @torch.inference_mode()
     def sample_normalized(self, n: int, generator: torch.Generator | None = None,
-                          num_steps: int | None = None) -> torch.Tensor:
+                          num_steps: int | None = None, conditions: Any = None,
+                          scale: float | None = None) -> torch.Tensor:
         """n rows in normalised space straight from the sampler (no post-processing).
 
         On CUDA with the fused denoiser, the fused sampler runs as one captured CUDA graph per
         batch size (noise drawn on the device); elsewhere the reference Heun loop.
+        ``conditions`` (n,): a conditional model's target scores, one per row, sampled with
+        classifier-free guidance at ``scale`` (None: guided.scale); without them, or at scale 0,
+        the unconditional branch alone runs (the same rows, at half the cost).
         """
         self._require_model()
         edm = self.config.edm
         network = self.ema.eval()
         clamp = self.config.normalizer.kind == "minmax"
         schedule = heun_schedule(edm, num_steps)
+        guidance = self.config.guided.scale if scale is None else float(scale)
+        cond = None
+        if conditions is not None:
+            if not self.conditional:
+                raise ValueError("conditions were given, but this model is unconditional (synther.guidance 'none')")
+            cond = self._normalize_conditions(conditions)
+            if cond.shape != (n,):
+                raise ValueError(f"conditions must hold one value per generated row ({n}), got {tuple(cond.shape)}")
+            if guidance == 0.0:
+                cond = None  # D_uncond + 0 (D_cond - D_uncond) = D_uncond
+        both = self.config.guided.both_evaluations
         probe = torch.empty(1, self.config.denoiser.width, device=self.device)
         if self.device.type == "cuda" and network.uses_fused_blocks(probe):
             # The captured sampler draws from the default CUDA generator: swap in a state seeded
@@ -230,34 +290,53 @@ class SynthER:
             seed = int(torch.randint(0, 2**62, (), generator=generator, device=generator.device)) \
                 if generator is not None else fresh_seed()
             with CudaRngSlot(self.device, seed):
-                return self._fused_sampler(n, schedule, clamp).sample().clone()
+                sampler = self._fused_sampler(n, schedule, clamp, None if cond is None else guidance, both)
+                if cond is not None:
+                    sampler.cond.copy_(cond)
+                return sampler.sample().clone()
 
-        def denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            out = denoise(network, x, sigma, edm.sigma_data)
-            return out.clamp(-1.0, 1.0) if clamp else out
+        if cond is None:
+            def denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+                out = denoise(network, x, sigma, edm.sigma_data)
+                return out.clamp(-1.0, 1.0) if clamp else out
+            second = None
+        else:
+            denoiser, second = guided_denoisers(network, cond, guidance, edm.sigma_data, both, clamp)
 
-        x = heun_sample(denoiser, (n, self.layout.width), schedule, generator=generator, device=self.device)
+        x = heun_sample(denoiser, (n, self.layout.width), schedule, generator=generator, device=self.device,
+                        second_denoiser=second)
         return x.clamp(-1.0, 1.0) if clamp else x
 
-    def _fused_sampler(self, n: int, schedule, clamp: bool):
+    def _fused_sampler(self, n: int, schedule, clamp: bool, guidance: float | None = None, both: bool = True):
         cache = self.__dict__.setdefault("_samplers", {})
         if cache and next(iter(cache))[2] != id(self.ema):  # another model's graphs: release them
             cache.clear()
-        key = (n, schedule.num_steps, id(self.ema))
+        key = (n, schedule.num_steps, id(self.ema), guidance, both)
         if key not in cache:
             if len(cache) >= 3:  # a full chunk, a remainder, a top-up; each graph holds its activations
                 cache.pop(next(iter(cache)))
             cache[key] = FusedHeunSampler(self.ema, schedule, self.config.edm.sigma_data, n,
-                                          self.layout.width, self.device, clamp=clamp)
+                                          self.layout.width, self.device, clamp=clamp, guidance=guidance,
+                                          both_evaluations=both)
         return cache[key]
 
-    def iter_chunks(self, n: int, seed: int | None = None, chunks: range | None = None) -> Iterator[np.ndarray]:
+    def iter_chunks(self, n: int, seed: int | None = None, chunks: range | None = None,
+                    conditions: Any = None, scale: float | None = None) -> Iterator[np.ndarray]:
         """Generated rows in chunks of at most ``generation.chunk_size``, post-processed.
 
         Chunk k draws from its own stream, derived from (seed, k), so any block of chunks can be
         drawn alone (``chunks``: those chunk indices only; sharded generation) and gives the
-        same rows as in a full run.
+        same rows as in a full run. ``conditions``: a conditional model's pool of target scores;
+        each row's condition is drawn from it uniformly (from the chunk's own stream) and the rows
+        are guided toward it at ``scale`` (None: guided.scale).
         """
+        pool = None
+        if conditions is not None:
+            if not self.conditional:
+                raise ValueError("conditions were given, but this model is unconditional (synther.guidance 'none')")
+            pool = np.asarray(conditions, dtype=np.float32).reshape(-1)
+            if pool.size == 0 or not np.isfinite(pool).all():
+                raise ValueError("the pool of generation conditions must be non-empty and finite")
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"number of rows must be a non-negative int, got {n!r}")
         self._require_model()
@@ -274,7 +353,7 @@ class SynthER:
         topup = max(1, -(-chunk // TOPUP_FRACTION))  # one size for every top-up: one more sampler graph on CUDA
         for k in chunks:
             count = min(chunk, int(n) - k * chunk)
-            rows, bad = self._draw(count, derived_seed(base_seed, k), generator)
+            rows, bad = self._draw(count, derived_seed(base_seed, k), generator, pool, scale)
             dropped += bad
             if matching:
                 # Thin to the data's terminal fraction, then refill what was thinned from top-up
@@ -285,7 +364,7 @@ class SynthER:
                 for j in range(MAX_TOPUPS):
                     if len(rows) >= want:
                         break
-                    extra, _ = self._draw(topup, derived_seed(base_seed, k, 2, j), generator)
+                    extra, _ = self._draw(topup, derived_seed(base_seed, k, 2, j), generator, pool, scale)
                     extra = match_terminal_rate(extra, self.layout, self.data_terminal_rate, rng)  # type: ignore[arg-type]
                     rows = np.concatenate([rows, extra[: want - len(rows)]])
                 short += max(0, want - len(rows))
@@ -299,11 +378,17 @@ class SynthER:
                           f"not refill what matching it removed (generation.terminal_prior='model' keeps the "
                           f"model's fraction)", RuntimeWarning, stacklevel=2)
 
-    def _draw(self, count: int, seed: int, generator: torch.Generator) -> tuple[np.ndarray, int]:
+    def _draw(self, count: int, seed: int, generator: torch.Generator, pool: np.ndarray | None = None,
+              scale: float | None = None) -> tuple[np.ndarray, int]:
         """``count`` post-processed rows from stream ``seed``, without those holding NaN/inf (and
-        how many those were)."""
+        how many those were); with a pool, each row guided toward a condition drawn from it."""
         generator.manual_seed(seed)
-        rows = self._postprocess(self.normalizer.denormalize(self.sample_normalized(count, generator)).cpu().numpy())
+        conditions = None
+        if pool is not None:
+            conditions = pool[np.random.default_rng(derived_seed(seed, 3)).integers(0, len(pool), count)]
+        normalized = (self.sample_normalized(count, generator) if conditions is None else
+                      self.sample_normalized(count, generator, conditions=conditions, scale=scale))
+        rows = self._postprocess(self.normalizer.denormalize(normalized).cpu().numpy())
         keep = np.isfinite(rows).all(axis=1)
         return rows[keep], int((~keep).sum())
 
@@ -321,25 +406,28 @@ class SynthER:
             rows[:, self.layout.action] = np.clip(rows[:, self.layout.action], lo, hi)
         return np.ascontiguousarray(rows, dtype=np.float32)
 
-    def generate(self, n: int, seed: int | None = None) -> np.ndarray:
-        """n new rows (fewer if non-finite rows had to be dropped) as a float32 numpy array."""
-        chunks = list(self.iter_chunks(n, seed))
+    def generate(self, n: int, seed: int | None = None, conditions: Any = None,
+                 scale: float | None = None) -> np.ndarray:
+        """n new rows (fewer if non-finite rows had to be dropped) as a float32 numpy array;
+        ``conditions``/``scale``: guided generation (see :meth:`iter_chunks`)."""
+        chunks = list(self.iter_chunks(n, seed, conditions=conditions, scale=scale))
         return np.concatenate(chunks) if chunks else np.zeros((0, self.layout.width), np.float32)
 
-    def generate_into(self, target: Any, n: int, seed: int | None = None) -> int:
+    def generate_into(self, target: Any, n: int, seed: int | None = None, conditions: Any = None,
+                      scale: float | None = None) -> int:
         """Stream n generated rows into a ReplayBuffer or an .npz file; returns rows written."""
         if isinstance(target, ReplayBuffer):
             if target.layout != self.layout:
                 raise ValueError(f"buffer layout {target.layout} differs from the model's {self.layout}")
             written = 0
-            for rows in self.iter_chunks(n, seed):
+            for rows in self.iter_chunks(n, seed, conditions=conditions, scale=scale):
                 target.add(rows)
                 written += len(rows)
             return written
         path = Path(target)
         if path.suffix != ".npz":
             raise ValueError(f"generate_into takes a ReplayBuffer or an .npz path, got {target!r}")
-        rows = self.generate(n, seed)
+        rows = self.generate(n, seed, conditions=conditions, scale=scale)
         write_rows(rows, self.layout, path)  # the one file format for generated rows (a dataset file)
         return len(rows)
 
@@ -356,6 +444,7 @@ class SynthER:
             "normalizer_kind": self.normalizer.kind,
             "termination": self.termination.state_dict() if self.termination is not None else None,
             "data_terminal_rate": self.data_terminal_rate,
+            **({} if self.condition_stats is None else {"condition_stats": json.dumps(list(self.condition_stats))}),
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -375,7 +464,7 @@ class SynthER:
             raise ModelFileError(f"{path}: invalid layout or config ({exc})") from None
         model = cls(layout, config, device)
         model._new_model()
-        model.ema = ResidualMLPDenoiser(config.denoiser, layout.width).to(device)
+        model.ema = model._denoiser().to(device)
         try:
             model.network.load_state_dict(payload["network"])
             model.ema.load_state_dict(payload["ema"])
@@ -387,6 +476,11 @@ class SynthER:
         model.termination = load_classifier(payload.get("termination"), layout, terminal_mode(gen.terminals, gen.task), path)
         rate = payload.get("data_terminal_rate")  # absent from files of earlier releases: no rebalancing
         model.data_terminal_rate = None if rate is None else float(rate)
+        if model.conditional:
+            if "condition_stats" not in payload:
+                raise ModelFileError(f"{path}: a conditional model's file without its condition statistics")
+            mean, std = json.loads(payload["condition_stats"])
+            model.condition_stats = (float(mean), float(std))
         return model
 
     def _check_compatible(self, payload: dict[str, Any], path: Any) -> None:

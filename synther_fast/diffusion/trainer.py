@@ -23,6 +23,25 @@ from synther_fast.diffusion.edm import edm_loss
 from synther_fast.graphs import CapturedStep, DeviceRandom, load_optimizer_state, will_capture
 
 
+_HASH_MODULUS = 2**31 - 1  # a prime: x -> a x mod M permutes 1..M-1 (Park-Miller), no int64 overflow
+
+
+def keep_mask(index: torch.Tensor, step: torch.Tensor, seed: int, dropout: float) -> torch.Tensor:
+    """Which rows of a batch keep their condition (True) in condition dropout: a hash of (row
+    index, step, seed) on the device, True with probability 1 - ``dropout``.
+
+    A hash, not a draw from the fit's generator, so that a conditional fit consumes the same
+    random stream as an unconditional one (with dropout 1 the two fits are the same numbers) and
+    the captured training step needs no second generator. Integer arithmetic below 2**62 only."""
+    m = _HASH_MODULUS
+    h = (index.to(torch.int64) * 69069 + step.to(torch.int64) * 1_000_003 + (seed % m) * 7919 + 1) % m
+    for multiplier in (48271, 16807, 48271):  # three Park-Miller rounds with xor-shift mixing between
+        h = (h * multiplier) % m
+        h = h ^ (h >> 13)
+        h = h % (m - 1) + 1  # stay in 1..M-1: u = h / M lies in (0, 1)
+    return h.to(torch.float64) / m >= dropout
+
+
 def ema_decay(call_index: int, config: TrainerConfig) -> float | None:
     """The EMA weight decay applied at one EMA call (ema-pytorch defaults, as the published code).
 
@@ -44,7 +63,10 @@ class DiffusionTrainer:
     def __init__(
         self, network: nn.Module, data: torch.Tensor, edm: EDMConfig, config: TrainerConfig,
         batch_size: int, seed: int, shard: tuple[int, int] = (0, 1),
+        conditions: torch.Tensor | None = None, cond_dropout: float = 0.25,
     ) -> None:
+        """``conditions``: each data row's normalised condition (a conditional network), kept
+        with probability 1 - ``cond_dropout`` in each batch (:func:`keep_mask`)."""
         validate(config)
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -61,6 +83,12 @@ class DiffusionTrainer:
         self.config = config
         self.batch_size = batch_size
         device = data.device
+        if conditions is not None and conditions.shape != (data.shape[0],):
+            raise ValueError(f"conditions must hold one value per data row, shape ({data.shape[0]},), "
+                             f"got {tuple(conditions.shape)}")
+        self.conditions, self.cond_dropout, self.seed = conditions, cond_dropout, seed
+        # The conditional fit's step counter on the device (the captured step reads it).
+        self.cond_step = torch.zeros((), dtype=torch.int64, device=device)
         self.ema = copy.deepcopy(network).requires_grad_(False).eval()
         # One process: capture the step as a CUDA graph. Data-parallel: DDP's gradient hooks
         # all-reduce during backward, so the step stays eager.
@@ -92,7 +120,7 @@ class DiffusionTrainer:
         self._pairs = list(zip(self.ema.parameters(), network.parameters()))
         self._buffers = list(zip(self.ema.buffers(), network.buffers()))
         self._captured = CapturedStep(self._step_body, device, capture=self.graphed,
-                                      state=(network, self.ema, self.optimizer, self.ema_calls))
+                                      state=(network, self.ema, self.optimizer, self.ema_calls, self.cond_step))
 
     @property
     def generator(self) -> torch.Generator | None:
@@ -103,7 +131,13 @@ class DiffusionTrainer:
         """Batch draw, loss, backward, clip, optimiser step and EMA: no host synchronisation."""
         index = torch.randint(0, self.data.shape[0], (self.batch_size,), generator=self.rng.generator,
                               device=self.data.device)
-        loss = edm_loss(self.forward_network, self.data[index], self.edm, self.rng.generator, self.rows)
+        if self.conditions is None:
+            loss = edm_loss(self.forward_network, self.data[index], self.edm, self.rng.generator, self.rows)
+        else:
+            keep = keep_mask(index, self.cond_step, self.seed, self.cond_dropout)
+            loss = edm_loss(self.forward_network, self.data[index], self.edm, self.rng.generator, self.rows,
+                            cond=self.conditions[index], keep=keep)
+            self.cond_step.add_(1)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.network.parameters(), self.config.grad_clip, foreach=True)
@@ -149,6 +183,7 @@ class DiffusionTrainer:
             "scheduler": self.scheduler.state_dict(),
             "generator": self.rng.state_dict(),
             "ema_calls": self.ema_calls.clone(),
+            **({} if self.conditions is None else {"cond_step": self.cond_step.clone()}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -161,4 +196,6 @@ class DiffusionTrainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.rng.load_state_dict(state["generator"], reseed_with=int(state["step"]))
         self.ema_calls.copy_(state["ema_calls"])
+        if self.conditions is not None:
+            self.cond_step.copy_(state["cond_step"])
         self.step = int(state["step"])
