@@ -44,6 +44,7 @@ from synther_fast.envs.names import NO_ENV
 from synther_fast.evaluation import D4RL_REFERENCE, evaluation_record
 from synther_fast.io import load_torch_dict
 from synther_fast.progress import progress_bar
+from synther_fast.relevance import return_target, returns_to_go
 from synther_fast.replay import MixedSampler, Prefetcher, ReplayBuffer
 from synther_fast.runs import Run, RunError, read_checkpoint, seed_dir, write_json
 from synther_fast.runtime import resolve_device, torch_threads
@@ -99,12 +100,14 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
         dataset = full.subset(config.subset, seed=config.seed)  # the paper's reduced datasets (Fig. 1a)
         layout = dataset.layout(spec.has_terminal)
         real_rows = dataset.to_rows(layout)
-        synthetic_rows = fidelity = None
+        synthetic_rows = fidelity = guidance = None
         if any(a != "real" for a in config.arms):
+            conditions, guidance = _return_conditions(config, dataset)
             with torch_threads(config.threads), run.phase("diffusion"):
-                model = _diffusion_phase(config, run, real_rows, layout, device, progress)
+                model = _diffusion_phase(config, run, real_rows, layout, device, progress, conditions)
             with torch_threads(config.threads), run.phase("generate"):
-                synthetic_rows = _generate_phase(config, run, model, progress)
+                target = None if guidance is None else [guidance["target"]]
+                synthetic_rows = _generate_phase(config, run, model, progress, target)
             fidelity = marginal_fidelity(real_rows, synthetic_rows, layout)
         data = OfflineData(dataset, layout, real_rows, synthetic_rows)
         arms: dict[str, Any] = {}
@@ -121,7 +124,7 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
                  **({} if config.subset == 1 else {"subset": config.subset, "full_rows": len(full)})},
         synthetic_rows=None if synthetic_rows is None else len(synthetic_rows),
         fidelity=None if fidelity is None else {k: v for k, v in fidelity.items() if k != "columns"},
-        arms=arms, seconds=run.timings, device=str(device),
+        arms=arms, seconds=run.timings, device=str(device), guidance=guidance,
     )
     write_summary(run.path, summary)
     if fidelity is not None:
@@ -180,18 +183,34 @@ def _dataset_phase(config: OfflineConfig, run: Run, progress: bool):
     return dataset
 
 
-def _diffusion_phase(config: OfflineConfig, run: Run, real_rows, layout, device, progress: bool):
+def _return_conditions(config: OfflineConfig, dataset) -> tuple[np.ndarray | None, dict[str, Any] | None]:
+    """Return-conditioned generation (synther.guidance 'return', GTA): each real row's discounted
+    return-to-go (the agents' gamma, 0.99) and the condition to generate at (a quantile of them,
+    amplified); (None, None) for SynthER's unconditional model."""
+    if config.synther.guidance != "return":
+        return None, None
+    guided = config.synther.guided
+    returns = returns_to_go(dataset.rewards, (dataset.terminals > 0) | (dataset.timeouts > 0), 0.99)
+    target = return_target(returns, guided.return_quantile, guided.return_amplify)
+    return returns, {"kind": "return", "target": target, "quantile": guided.return_quantile,
+                     "amplify": guided.return_amplify, "scale": guided.scale, "data_mean": float(returns.mean()),
+                     "data_max": float(returns.max())}
+
+
+def _diffusion_phase(config: OfflineConfig, run: Run, real_rows, layout, device, progress: bool,
+                     conditions: np.ndarray | None = None):
     path, ckpt = run.artifact("diffusion_model"), run.artifact("diffusion_checkpoint")
     if run.done("diffusion") and path.exists():
         return SynthER.load(path, map_location=device)
     model = SynthER(layout, for_task(config.synther, config.env), device)
-    model.fit(real_rows, checkpoint=ckpt, resume=ckpt if ckpt.exists() else None, progress=progress)
+    model.fit(real_rows, checkpoint=ckpt, resume=ckpt if ckpt.exists() else None, progress=progress,
+              conditions=conditions)
     model.save(path)
     run.mark_done("diffusion", {"steps": model.trained_steps, "final_loss": model.history[-1]["loss"]})
     return model
 
 
-def _generate_phase(config: OfflineConfig, run: Run, model, progress: bool) -> np.ndarray:
+def _generate_phase(config: OfflineConfig, run: Run, model, progress: bool, conditions=None) -> np.ndarray:
     path = run.artifact("synthetic")
     if run.done("generate") and path.exists():
         return read_rows(path, model.layout)
@@ -199,7 +218,7 @@ def _generate_phase(config: OfflineConfig, run: Run, model, progress: bool) -> n
     rows = np.empty((config.synthetic_rows, model.layout.width), np.float32)
     written = 0
     with progress_bar(config.synthetic_rows, "generate", unit="row", enabled=progress) as bar:
-        for chunk in model.iter_chunks(config.synthetic_rows, seed=config.seed):
+        for chunk in model.iter_chunks(config.synthetic_rows, seed=config.seed, conditions=conditions):
             rows[written:written + len(chunk)] = chunk
             written += len(chunk)
             bar.update(len(chunk))

@@ -31,14 +31,18 @@ import numpy as np
 import torch
 
 from synther_fast.agents.sac import SAC
+from synther_fast.analysis.dynamics import dynamics_error
 from synther_fast.analysis.fidelity import marginal_fidelity
 from synther_fast.analysis.novelty import novelty
+from synther_fast.analysis.tasks import unsupported_reason
 from synther_fast.config import OnlineConfig, for_task, validate
 from synther_fast.envs import env_spec, make_env
 from synther_fast.evaluation import evaluation_record
 from synther_fast.interaction import Learner, OnlineState, episode_seed, interact
 from synther_fast.refit import Refitter
+from synther_fast.relevance import Curiosity, td_errors, top_fraction
 from synther_fast.replay import ReplayBuffer, TransitionLayout
+from synther_fast.rng import derived_seed
 from synther_fast.runs import Run
 from synther_fast.runtime import resolve_device, torch_threads
 from synther_fast.summaries import OnlineSummary, read_summary, write_summary
@@ -65,6 +69,10 @@ def synther_config_for(config: OnlineConfig, suite: str):
     return synther
 
 
+CURIOSITY_STREAM = 12
+"""Sub-stream of the run seed for the curiosity model's weights (…, 0) and its batches (…, 1)."""
+
+
 class OnlineRun:
     """One online run's parts, wired together: the environment loop (interaction.interact), the
     learner block, the SynthER refits, evaluations and checkpoints in the run directory."""
@@ -86,6 +94,13 @@ class OnlineRun:
         self.action_rng = np.random.default_rng(config.seed)
         self.state = OnlineState()
         self._next_checkpoint = config.checkpoint_every
+        # Guided refits by curiosity: the ICM model learns from one real batch per learner step (PGR).
+        guided = config.synther.guided
+        self.curiosity = self.curiosity_rng = None
+        if config.synther.guidance == "curiosity":
+            self.curiosity = Curiosity(self.layout, guided.curiosity_hidden, guided.curiosity_lr, device,
+                                       seed=derived_seed(config.seed, CURIOSITY_STREAM))
+            self.curiosity_rng = np.random.default_rng(derived_seed(config.seed, CURIOSITY_STREAM, 1))
 
     # -- views used by tests and benchmarks -----------------------------------------------------
     @property
@@ -107,6 +122,9 @@ class OnlineRun:
         self.real.save(self.run.artifact("real_replay"))
         payload = {"agent": self.agent.state_dict(), "sampler": json.dumps(self.learner.sampler.state_dict()),
                    "action_rng": json.dumps(self.action_rng.bit_generator.state), **self.state.to_payload()}
+        if self.curiosity is not None:
+            payload |= {"curiosity": self.curiosity.state_dict(),
+                        "curiosity_rng": json.dumps(self.curiosity_rng.bit_generator.state)}
         self.run.save_checkpoint(self.run.artifact("online_checkpoint"), "online", payload, phase="online")
         self.refitter.keep_only(len(self.state.refits) - 1)
 
@@ -131,6 +149,9 @@ class OnlineRun:
             self.learner.swap_synthetic(self.refitter.load(len(self.state.refits) - 1))
         self.learner.sampler.load_state_dict(json.loads(state["sampler"]))
         self.action_rng.bit_generator.state = json.loads(state["action_rng"])
+        if self.curiosity is not None:
+            self.curiosity.load_state_dict(state["curiosity"])
+            self.curiosity_rng.bit_generator.state = json.loads(state["curiosity_rng"])
         if self.run.metrics is not None:  # records logged after the checkpoint are logged again
             self.run.metrics.truncate("online", self.t)
             self.run.metrics.truncate("refit", self.t)
@@ -139,9 +160,23 @@ class OnlineRun:
     # -- SynthER refits -----------------------------------------------------------------------
     def refit(self) -> dict[str, Any]:
         """A fresh diffusion model on the whole real replay; its rows replace the synthetic ones."""
-        info, rows = self.refitter.refit(len(self.state.refits), self.real.to_numpy(), self.t)
+        real_rows = self.real.to_numpy()
+        info, rows = self.refitter.refit(len(self.state.refits), real_rows, self.t, *self.relevance(real_rows))
         self._apply_refill(info, rows)
         return info
+
+    def relevance(self, real_rows: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Guided refits: every real row's relevance score (the conditions of the fit) and the
+        pool of generation conditions, the top guided.top_frac of the scores (PGR). (None, None)
+        for SynthER's unconditional refits."""
+        guidance = self.config.synther.guidance
+        if guidance == "none":
+            return None, None
+        if guidance == "curiosity":
+            scores = self.curiosity.score(real_rows)
+        else:  # "td": the current critics' TD errors
+            scores = td_errors(self.agent, real_rows, self.layout)
+        return scores, top_fraction(scores, self.config.synther.guided.top_frac)
 
     def _apply_refill(self, info: dict[str, Any], rows: ReplayBuffer) -> None:
         """Swap the new synthetic rows in and record the analysis module's measures of them
@@ -156,6 +191,11 @@ class OnlineRun:
                  "mean_w1_in_std": fidelity["mean_w1_in_std"], "corr_error": fidelity["corr_error"],
                  "mean_gap_in_std": fidelity["mean_gap_in_std"], "novelty_mean": near["mean"],
                  "swapped_at": self.t}
+        if unsupported_reason(self.config.env) is None:  # the simulator's verdict on 1000 of the rows (~0.1 s)
+            error = dynamics_error(synthetic_rows, self.layout, self.config.env, max_rows=1000,
+                                   seed=len(self.state.refits)).summary()
+            info |= {"dynamics_next_obs_relative_mse": error["next_obs_relative_mse"],
+                     "dynamics_reward_mse": error["reward_mse"]}
         self.state.refits.append(info)
         self.run.logger().log("refit", self.t, {k: v for k, v in info.items() if isinstance(v, (int, float))})
 
@@ -167,6 +207,9 @@ class OnlineRun:
     # -- the loop's hooks ---------------------------------------------------------------------
     def learn(self) -> None:
         self.learner.step()
+        if self.curiosity is not None:  # one real batch per environment step, as PGR
+            index = self.curiosity_rng.integers(0, len(self.real), self.config.sac.batch_size)
+            self.curiosity.update(self.real.storage()[index])
 
     def evaluate(self) -> dict[str, Any]:
         policy = lambda o: self.agent.act(o, deterministic=True)
@@ -184,7 +227,8 @@ class OnlineRun:
         if cfg.uses_synther and self.t % cfg.retrain_every == 0 and self.t < cfg.env_steps:
             if cfg.async_refit:
                 self._collect_refit(wait=True)  # a previous one still running finishes first
-                self.refitter.start(len(self.state.refits), self.real.to_numpy(), self.t)
+                real_rows = self.real.to_numpy()
+                self.refitter.start(len(self.state.refits), real_rows, self.t, *self.relevance(real_rows))
             else:
                 self.refit()
         elif self.refitter.pending:

@@ -71,9 +71,11 @@ class Refitter:
         return derived_seed(self.seed, REFIT_STREAM, k, {"fit": 1, "generate": 2}[purpose]) >> 1
 
     # -- fitting ------------------------------------------------------------------------------
-    def refit(self, k: int, real_rows: np.ndarray, env_step: int) -> Refill:
+    def refit(self, k: int, real_rows: np.ndarray, env_step: int, conditions: np.ndarray | None = None,
+              pool: np.ndarray | None = None) -> Refill:
         """Refit k on ``real_rows`` now; a refit whose three files were written before a kill is
-        reloaded instead."""
+        reloaded instead. Guided (a conditional model): ``conditions`` are the rows' relevance
+        scores and the rows are generated toward conditions drawn from ``pool``."""
         model_file, rows_file, info_file = self.files(k)
         info: dict[str, Any] = {"refit": k, "env_step": env_step, "real_rows": len(real_rows)}
         rows = ReplayBuffer(self.capacity, self.layout)
@@ -87,19 +89,23 @@ class Refitter:
         with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
             model = SynthER(self.layout, config, self.device)
             start = time.perf_counter()
-            model.fit(real_rows, progress=self.progress and not self.asynchronous)
+            model.fit(real_rows, progress=self.progress and not self.asynchronous, conditions=conditions)
             fit_s = time.perf_counter() - start
             start = time.perf_counter()
-            written = model.generate_into(rows, self.num_samples, seed=self.seed_for(k, "generate"))
+            written = model.generate_into(rows, self.num_samples, seed=self.seed_for(k, "generate"), conditions=pool)
             gen_s = time.perf_counter() - start
         info |= {"rows": written, "fit_seconds": fit_s, "generate_seconds": gen_s,
                  "final_loss": model.history[-1]["loss"]}
+        if conditions is not None:
+            info |= {"guidance": self.synther.guidance, "score_mean": float(np.mean(conditions)),
+                     "score_max": float(np.max(conditions)), "condition_pool_min": float(np.min(pool))}
         model.save(model_file)
         rows.save(rows_file)
         write_json(info_file, info)  # last: the three files together mark a finished refit
         return info, rows
 
-    def start(self, k: int, real_rows: np.ndarray, env_step: int) -> None:
+    def start(self, k: int, real_rows: np.ndarray, env_step: int, conditions: np.ndarray | None = None,
+              pool: np.ndarray | None = None) -> None:
         """Refit k in a background thread (a previous one still running must be collected first)."""
         if self._pending is not None:
             raise RuntimeError("a refit is still pending: collect it with finish() first")
@@ -107,7 +113,7 @@ class Refitter:
 
         def work() -> None:
             try:
-                box["result"] = self.refit(k, real_rows, env_step)
+                box["result"] = self.refit(k, real_rows, env_step, conditions, pool)
             except BaseException as exc:  # re-raised in the caller's thread
                 box["error"] = exc
 

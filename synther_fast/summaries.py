@@ -88,6 +88,8 @@ class OfflineSummary(_Summary):
     fidelity: dict[str, Any] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
+    guidance: dict[str, Any] | None = None
+    """guided generation only: its kind, the condition generated at and the data's conditions"""
 
     def scores(self) -> list[Score]:
         return [Score(arm, _float(info.get("return_mean")), _float(info.get("return_std")), info.get("normalized_score"))
