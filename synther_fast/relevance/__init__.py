@@ -9,8 +9,8 @@ on (rows, scores) and generates toward the high ones.
 """
 
 from synther_fast.relevance.curiosity import Curiosity
-from synther_fast.relevance.returns import returns_to_go, return_target
-from synther_fast.relevance.td import td_errors
+from synther_fast.relevance.returns import return_target, returns_to_go
 from synther_fast.relevance.selection import top_fraction
+from synther_fast.relevance.td import td_errors
 
 __all__ = ["Curiosity", "return_target", "returns_to_go", "td_errors", "top_fraction"]
