@@ -64,3 +64,37 @@ def test_sampling(benchmark, impl, width, rows) -> None:
                                 network_calls_per_row=255)
     out = benchmark.pedantic(sample, rounds=2, iterations=1, warmup_rounds=0)
     assert np.isfinite(out.cpu().numpy()).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("impl", ["unguided", "guided-both", "guided-first"])
+def test_guided_sampling_cost(benchmark, impl) -> None:
+    """The cost of classifier-free guidance on the reference sampler, in one run: each guided
+    evaluation is one network call on 2B rows ('first': the second evaluation of each Heun step
+    runs the conditional branch alone, PGR's placement). Ratios against 'unguided' are what
+    bench/RESULTS.md reports."""
+    from synther_fast.diffusion.edm import guided_denoisers
+
+    torch.manual_seed(0)
+    net = ResidualMLPDenoiser(DenoiserConfig(width=256, depth=6, dim_t=64), LAYOUT.width, conditional=True).to(DEVICE)
+    net.eval()
+    rows = 1024
+    schedule = heun_schedule(EDMConfig(num_steps=32))
+    cond = torch.randn(rows, device=DEVICE)
+    if impl == "unguided":
+        first = second = lambda x, s: denoise(net, x, s, 1.0)
+    else:
+        first, second = guided_denoisers(net, cond, 2.0, 1.0, both_evaluations=impl == "guided-both")
+    generator = torch.Generator(device=DEVICE).manual_seed(0)
+
+    @torch.inference_mode()
+    def sample() -> torch.Tensor:
+        out = heun_sample(first, (rows, LAYOUT.width), schedule, generator=generator, device=DEVICE,
+                          second_denoiser=second)
+        _sync()
+        return out
+
+    benchmark.group = "guided sampling (reference): width 256, depth 6, 32 Heun steps, 1024 rows"
+    benchmark.extra_info.update(rows_per_call=rows, unit="rows/s", device=str(DEVICE))
+    out = benchmark.pedantic(sample, rounds=3, iterations=1, warmup_rounds=1)
+    assert torch.isfinite(out).all()

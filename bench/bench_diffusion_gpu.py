@@ -100,6 +100,49 @@ def test_sampling_100k(benchmark, impl) -> None:
     set_tf32(False)
 
 
+@pytest.mark.parametrize("impl", ["fused-graph-unguided", "fused-graph-guided-both", "fused-graph-guided-first",
+                                  "reference-tf32-guided-both", "compiled-tf32-guided-both"])
+def test_guided_sampling_100k(benchmark, impl) -> None:
+    """Classifier-free guidance on the captured fused sampler against the unguided one in the same
+    run (each guided evaluation: one network call on 2B rows), with the reference and
+    torch.compile baselines of a guided sampler at the same (tf32) precision."""
+    from synther_fast.diffusion.edm import guided_denoisers
+
+    torch.manual_seed(0)
+    schedule = heun_schedule(EDMConfig())
+    backend = "fused" if impl.startswith("fused") else "reference"
+    cfg = DenoiserConfig(width=WIDTH, depth=DEPTH, dim_t=DIM_T, backend=backend, precision="tf32")
+    net = ResidualMLPDenoiser(cfg, D_IN, conditional=True).cuda().eval()
+    cond = torch.randn(ROWS, device="cuda")
+    both = impl.endswith("both")
+    if backend == "fused":
+        sampler = FusedHeunSampler(net, schedule, 1.0, ROWS, D_IN, "cuda", graph=True,
+                                   guidance=None if impl.endswith("unguided") else 2.0, both_evaluations=both)
+        if sampler.cond is not None:
+            sampler.cond.copy_(cond)
+        run_once = sampler.sample
+    else:
+        set_tf32(True)
+        model = torch.compile(net) if impl.startswith("compiled") else net
+        first, second = guided_denoisers(model, cond, 2.0, 1.0, both_evaluations=both)
+
+        @torch.inference_mode()
+        def run_once():
+            return heun_sample(first, (ROWS, D_IN), schedule, device="cuda", second_denoiser=second)
+
+    def run():
+        out = run_once()
+        torch.cuda.synchronize()
+        return out
+
+    run()  # warm-up: compilation, autotuning, graph capture
+    benchmark.group = "guided sampling 100k rows, width 1024, 128 Heun steps (w = 2)"
+    benchmark.extra_info.update(rows_per_call=ROWS, unit="rows/s", precision="tf32")
+    out = benchmark.pedantic(run, rounds=2, iterations=1)
+    assert torch.isfinite(out).all()
+    set_tf32(False)
+
+
 @pytest.mark.parametrize("impl", ["reference-fp32", "reference-tf32", "fused-eager-tf32", "fused-graph-ieee",
                                   "fused-graph-tf32x3", "fused-graph-tf32"])
 def test_training_step_256(benchmark, impl) -> None:

@@ -78,7 +78,8 @@ CORE_GPU_TESTS = ["tests/test_sac.py", "tests/test_agents.py", "tests/test_prefe
 # The other files whose tests run on the GPU when there is one (their gpu-marked full-size tests and
 # the small ones that pick CUDA): fused kernels, sampler steps, the diffusion path. What the CPU
 # verifies as well (compile checks, precision emulation) is not repeated here.
-OTHER_GPU_TESTS = ["tests/test_fused_linear.py", "tests/test_edm_step.py", "tests/test_gpu_diffusion.py"]
+OTHER_GPU_TESTS = ["tests/test_fused_linear.py", "tests/test_edm_step.py", "tests/test_gpu_diffusion.py",
+                   "tests/test_guidance.py"]
 # Sampling/training variants still worth a GPU minute; IEEE, 3xTF32 and compiled fp32 were measured
 # on 2026-11-24 (bench/RESULTS.md) and are cut.
 DIFFUSION_K = "not ieee and not tf32x3 and not compiled-fp32"
