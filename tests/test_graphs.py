@@ -426,3 +426,56 @@ def test_fused_sampler_loop_has_no_host_sync() -> None:
     with HostSyncGuard():
         out = sampler._loop()
     assert torch.isfinite(out).all() and out.std() > 0
+
+
+def test_conditional_train_step_replays_bitwise_like_eager(fake) -> None:
+    """Condition dropout in the captured step: the keep mask hashes the device step counter,
+    which the replay must advance as eager does (and a load must restore)."""
+    data = torch.randn(256, 11, generator=torch.Generator().manual_seed(0))
+    conditions = torch.randn(256, generator=torch.Generator().manual_seed(1))
+    cfg = TrainerConfig(steps=40, ema_every=2, ema_warmup=3)
+
+    def conditional() -> ResidualMLPDenoiser:
+        with seeded(0):
+            return ResidualMLPDenoiser(DenoiserConfig(width=16, depth=1, dim_t=8), 11, conditional=True, null="learned")
+
+    graphed = DiffusionTrainer(conditional(), data, EDMConfig(), cfg, 16, seed=5, conditions=conditions,
+                               cond_dropout=0.5)
+    eager = DiffusionTrainer(conditional(), data, EDMConfig(), cfg, 16, seed=5, conditions=conditions,
+                             cond_dropout=0.5)
+    assert graphed.graphed
+
+    def eager_step() -> torch.Tensor:
+        with eager.rng.scope():
+            loss = eager._step_body()
+        eager.scheduler.step()
+        eager.step += 1
+        return loss
+
+    for _ in range(8):
+        assert torch.equal(graphed.train_step(), eager_step())
+    assert int(graphed.cond_step) == int(eager.cond_step) == 8
+    assert_same(graphed.network, eager.network)
+    eager_step()
+    graphed.load_state_dict(copy.deepcopy(eager.state_dict()))
+    for _ in range(3):
+        assert torch.equal(graphed.train_step(), eager_step())
+    assert_same(graphed.ema, eager.ema)
+    assert not torch.equal(graphed.network.null_embedding, conditional().null_embedding)  # it was trained
+
+
+@pytest.mark.parametrize("both", [True, False])
+def test_guided_fused_sampler_loop_has_no_host_sync(both) -> None:
+    pytest.importorskip("triton")
+    from synther_fast.diffusion import heun_schedule
+    from synther_fast.diffusion.fused_sampler import FusedHeunSampler
+
+    with seeded(0):
+        net = ResidualMLPDenoiser(DenoiserConfig(width=16, depth=1, dim_t=8, backend="fused"), 5, conditional=True)
+    schedule = heun_schedule(EDMConfig(num_steps=3))
+    sampler = FusedHeunSampler(net, schedule, 1.0, 6, 5, "cpu", graph=False, generator=torch.Generator().manual_seed(0),
+                               guidance=2.0, both_evaluations=both)
+    sampler.cond.copy_(torch.randn(6, generator=torch.Generator().manual_seed(2)))
+    with HostSyncGuard():
+        out = sampler._loop()
+    assert torch.isfinite(out).all() and out.std() > 0
