@@ -58,11 +58,18 @@ def test_end_to_end_writes_everything(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, monkeypatch) -> None:
-    config = tiny_config()
+@pytest.mark.parametrize("algo", ["td3_bc", "edac", "cql"])
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, monkeypatch, algo) -> None:
+    from synther_fast.agents.cql import CQL
+    from synther_fast.agents.edac import EDAC
+
+    small = {"edac": {"edac.num_critics": 3, "edac.hidden": (16, 16)},
+             "cql": {"cql.n_actions": 3, "cql.hidden": (16, 16)}}.get(algo, {})
+    config = tiny_config(algo=algo, **small)
     full = run_offline(config, tmp_path / "full", progress=False)
 
-    original = TD3BC.update
+    cls = {"td3_bc": TD3BC, "edac": EDAC, "cql": CQL}[algo]
+    original = cls.update
 
     def crash_at_45(self, batch):
         if self.total_updates == 45 and self.config is not None and crash_at_45.armed:
@@ -71,7 +78,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, monkeypatc
         return original(self, batch)
 
     crash_at_45.armed = True
-    monkeypatch.setattr(TD3BC, "update", crash_at_45)
+    monkeypatch.setattr(cls, "update", crash_at_45)
     with pytest.raises(KeyboardInterrupt):
         run_offline(config, tmp_path / "cut", progress=False)
     state = json.loads((tmp_path / "cut" / "state.json").read_text())
