@@ -69,6 +69,19 @@ def synther_config_for(config: OnlineConfig, suite: str):
     return synther
 
 
+def bulk_distance(real_rows: np.ndarray, rows: np.ndarray, max_rows: int = 20_000) -> float:
+    """How far ``rows`` lie from the bulk of the real rows: their mean distance from the real mean
+    in real standard deviations (RMS over columns), over that of the real rows themselves (1: as
+    far out as the data; a guided refill aimed at rare transitions lies further)."""
+    mean, std = real_rows.mean(0), real_rows.std(0) + 1e-6
+
+    def spread(x: np.ndarray) -> float:
+        x = x[np.random.default_rng(0).choice(len(x), max_rows, replace=False)] if len(x) > max_rows else x
+        return float(np.sqrt((((x - mean) / std) ** 2).mean(1)).mean())
+
+    return spread(rows) / spread(real_rows)
+
+
 CURIOSITY_STREAM = 12
 """Sub-stream of the run seed for the curiosity model's weights (…, 0) and its batches (…, 1)."""
 
@@ -190,7 +203,7 @@ class OnlineRun:
         info |= {"mean_ks": fidelity["mean_ks"], "max_ks": fidelity["max_ks"],
                  "mean_w1_in_std": fidelity["mean_w1_in_std"], "corr_error": fidelity["corr_error"],
                  "mean_gap_in_std": fidelity["mean_gap_in_std"], "novelty_mean": near["mean"],
-                 "swapped_at": self.t}
+                 "bulk_distance": bulk_distance(real_rows, synthetic_rows), "swapped_at": self.t}
         if unsupported_reason(self.config.env) is None:  # the simulator's verdict on 1000 of the rows (~0.1 s)
             error = dynamics_error(synthetic_rows, self.layout, self.config.env, max_rows=1000,
                                    seed=len(self.state.refits)).summary()

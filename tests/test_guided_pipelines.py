@@ -136,7 +136,18 @@ def test_a_td_guided_refit_fits_a_conditional_model(tmp_path) -> None:
     info = loop.refit()
     assert info["guidance"] == "td" and len(loop.synthetic) == 400 and info["score_max"] > info["score_mean"]
     assert "dynamics_next_obs_relative_mse" in info  # Hopper rows are scored by the simulator
+    assert info["bulk_distance"] > 0
     run.close()
+
+
+def test_bulk_distance() -> None:
+    from synther_fast.online import bulk_distance
+
+    real = np.random.default_rng(0).normal(size=(5000, 4))
+    assert bulk_distance(real, real) == pytest.approx(1.0)
+    assert bulk_distance(real, real[:2000]) == pytest.approx(1.0, abs=0.05)
+    assert bulk_distance(real, 3 * real) == pytest.approx(3.0, rel=0.01)
+    assert bulk_distance(real, real + 2.0) > 1.5
 
 
 @pytest.mark.parametrize("overrides, match", [
