@@ -248,6 +248,11 @@ class Generate:
     one-step episode per row; needs pip install "synther_fast[minari]")"""
     seed: int = 0
     device: str | None = None
+    conditions: tuple[float, ...] = ()
+    """a conditional model (fitted with synther.guidance): the target scores to guide toward, each
+    row's drawn from them uniformly; none samples its unconditional branch (said on the console)"""
+    scale: float | None = None
+    """guidance scale w for --conditions (default: the model's synther.guided.scale)"""
 
     def run(self) -> int:
         if self.rows <= 0:
@@ -260,8 +265,15 @@ class Generate:
             check_output_path(self.out)
         with process_group(self.device) as device:
             model = SynthER.load(self.model, map_location=device)
+            if self.conditions and not model.conditional:
+                raise ValueError(f"{self.model} is an unconditional model (synther.guidance 'none'): it takes no "
+                                 f"--conditions")
+            if model.conditional and not self.conditions and is_main_process():
+                print(f"{self.model} is conditional (guidance {model.config.guidance!r}) and no --conditions were "
+                      f"given: sampling its unconditional branch")
             target = self.out if self.format == "file" else str(Path(self.out).with_name(f".{Path(self.out).name}.rows.npz"))
-            written = generate_sharded(model, self.rows, self.seed, target)
+            written = generate_sharded(model, self.rows, self.seed, target, conditions=self.conditions or None,
+                                       scale=self.scale)
             if self.format == "minari" and is_main_process():
                 rows = load_dataset(target)
                 rows.env_name = model.config.generation.task

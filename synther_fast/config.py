@@ -313,6 +313,15 @@ class SynthERConfig(Serialisable, Checked):
         """This part's own fields (nested parts check theirs; :func:`validate` runs them all)."""
         _choice(self, "guidance", GUIDANCE_KINDS)
 
+    def check_guided_training(self) -> None:
+        """For the pipelines' guided runs (the model API allows the extremes, for comparisons):
+        guidance subtracts the unconditional branch from the conditional one, so both must train."""
+        dropout, scale = self.guided.cond_dropout, self.guided.scale
+        if self.conditional and scale not in (0.0, 1.0) and dropout in (0.0, 1.0):
+            branch = "unconditional (null)" if dropout == 0.0 else "conditional"
+            raise ValueError(f"synther.guided.cond_dropout {dropout} never trains the {branch} branch, which "
+                             f"guidance at scale {scale} uses; choose a dropout strictly between 0 and 1 (PGR: 0.25)")
+
     @property
     def conditional(self) -> bool:
         """Whether the model is conditioned on a relevance score."""
@@ -628,6 +637,7 @@ class OfflineConfig(Serialisable, Checked):
             raise ValueError(f"OfflineConfig: synther.guidance {self.synther.guidance!r} is an online relevance "
                              f"(it needs a learner's critics or an online curiosity model); offline runs take "
                              f"'none' or 'return'")
+        self.synther.check_guided_training()
         if not 0.0 < self.subset <= 1.0:
             raise ValueError(f"OfflineConfig.subset must lie in (0, 1] (a fraction of the dataset), got {self.subset}")
         for name in ("agent_width", "agent_depth"):
@@ -726,6 +736,7 @@ class OnlineConfig(Serialisable, Checked):
         if self.synther.guidance == "return":
             raise ValueError("OnlineConfig: synther.guidance 'return' is the offline relevance (returns-to-go of a "
                              "fixed dataset); online runs take 'none', 'curiosity' or 'td'")
+        self.synther.check_guided_training()
         if self.synther.conditional and not self.uses_synther:
             raise ValueError(f"OnlineConfig: synther.guidance {self.synther.guidance!r} guides SynthER's refits, "
                              f"but algo {self.algo!r} generates nothing; use algo 'sac-synther'")

@@ -106,7 +106,8 @@ def chunk_block(n_chunks: int, rank: int, world: int) -> range:
     return range(start, start + base + (1 if rank < extra else 0))
 
 
-def generate_sharded(model, n: int, seed: int, out: str | os.PathLike[str]) -> int:
+def generate_sharded(model, n: int, seed: int, out: str | os.PathLike[str], conditions=None,
+                     scale: float | None = None) -> int:
     """Generate n rows from ``model`` over every rank into one dataset file ``out``.
 
     Rows come in chunks of ``generation.chunk_size``, chunk k drawn from its own stream
@@ -114,11 +115,12 @@ def generate_sharded(model, n: int, seed: int, out: str | os.PathLike[str]) -> i
     ``model.generate(n, seed)`` gives in one process, in the same order: rank r draws its block of
     chunks, writes it beside ``out``, and rank 0 concatenates the blocks in rank order, writes the
     file atomically and removes the blocks. Returns the number of rows written (on every rank).
+    ``conditions`` / ``scale``: guided generation from a conditional model (SynthER.iter_chunks).
     """
     rank, world = rank_and_world()
     chunk = model.config.generation.chunk_size
     chunks = chunk_block(-(-int(n) // chunk), rank, world)
-    parts = [rows for rows in model.iter_chunks(n, seed, chunks=chunks)]
+    parts = [rows for rows in model.iter_chunks(n, seed, chunks=chunks, conditions=conditions, scale=scale)]
     rows = np.concatenate(parts) if parts else np.zeros((0, model.layout.width), np.float32)
     if world == 1:
         write_rows(rows, model.layout, out)

@@ -155,6 +155,8 @@ def test_bulk_distance() -> None:
     ({"algo": "sac", "synther.guidance": "curiosity"}, "generates nothing"),
     ({"synther.guided.top_frac": 0.0}, "top_frac"),
     ({"synther.guided.cond_dropout": 1.5}, "cond_dropout"),
+    ({"synther.guidance": "curiosity", "synther.guided.cond_dropout": 0.0}, "never trains the unconditional"),
+    ({"synther.guidance": "td", "synther.guided.cond_dropout": 1.0}, "never trains the conditional"),
 ])
 def test_bad_guidance_settings(overrides, match) -> None:
     with pytest.raises(ValueError, match=match):
@@ -174,3 +176,25 @@ def test_offline_return_conditioned_generation(tmp_path) -> None:
     assert model.conditional
     with pytest.raises(ValueError, match="online relevance"):
         offline_quick().with_overrides(**{"synther.guidance": "td"})
+
+
+def test_cli_generates_guided_rows_from_a_conditional_model(tmp_path) -> None:
+    from cli_runner import run_cli
+
+    from synther_fast import SynthER, quick
+
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(300, LAYOUT.width)).astype(np.float32)
+    model = SynthER(LAYOUT, quick().replace(guidance="return", **{"trainer.steps": 5, "denoiser.width": 16,
+                                                                  "denoiser.depth": 1, "edm.num_steps": 3}), "cpu")
+    model.fit(rows, conditions=rows[:, 0], progress=False)
+    model.save(tmp_path / "m.pt")
+    out = run_cli("generate", "--model", str(tmp_path / "m.pt"), "--rows", "40", "--out", str(tmp_path / "g.npz"),
+                  "--conditions", "1.5", "--scale", "2")
+    assert out.returncode == 0, out.stderr[-2000:]
+    guided = synther_fast.data.load_dataset(tmp_path / "g.npz").to_rows(LAYOUT)
+    np.testing.assert_array_equal(guided, model.generate(40, seed=0, conditions=[1.5], scale=2.0))
+    plain = run_cli("generate", "--model", str(tmp_path / "m.pt"), "--rows", "40", "--out", str(tmp_path / "u.npz"))
+    assert plain.returncode == 0 and "unconditional branch" in plain.stdout
+    with pytest.raises(ValueError, match="finite"):
+        model.generate(4, seed=0, conditions=[1.0], scale=float("nan"))

@@ -273,6 +273,8 @@ class SynthER:
         clamp = self.config.normalizer.kind == "minmax"
         schedule = heun_schedule(edm, num_steps)
         guidance = self.config.guided.scale if scale is None else float(scale)
+        if not (np.isfinite(guidance) and guidance >= 0):
+            raise ValueError(f"the guidance scale must be finite and >= 0, got {scale!r}")
         cond = None
         if conditions is not None:
             if not self.conditional:

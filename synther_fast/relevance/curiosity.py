@@ -49,16 +49,16 @@ class Curiosity:
         inverse = self.inverse(torch.cat([phi, phi_next], dim=-1))
         return error, error.mean(), nn.functional.mse_loss(inverse, act)
 
-    def update(self, rows: Any) -> dict[str, float]:
-        """One Adam step on a batch of real rows (n, layout.width)."""
+    def update(self, rows: Any) -> dict[str, torch.Tensor]:
+        """One Adam step on a batch of real rows (n, layout.width); the losses come back as
+        device tensors (no host sync in the online loop's step)."""
         batch = torch.as_tensor(np.asarray(rows, dtype=np.float32), device=self.device)
         _, forward_loss, inverse_loss = self.losses(batch)
         self.optimizer.zero_grad(set_to_none=True)
         (forward_loss + inverse_loss).backward()
         self.optimizer.step()
         self.updates += 1
-        return {"curiosity_forward_loss": float(forward_loss.detach()),
-                "curiosity_inverse_loss": float(inverse_loss.detach())}
+        return {"curiosity_forward_loss": forward_loss.detach(), "curiosity_inverse_loss": inverse_loss.detach()}
 
     @torch.no_grad()
     def score(self, rows: Any, batch: int = 8192) -> np.ndarray:
