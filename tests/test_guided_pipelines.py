@@ -198,3 +198,8 @@ def test_cli_generates_guided_rows_from_a_conditional_model(tmp_path) -> None:
     assert plain.returncode == 0 and "unconditional branch" in plain.stdout
     with pytest.raises(ValueError, match="finite"):
         model.generate(4, seed=0, conditions=[1.0], scale=float("nan"))
+    for mode in ("online", "offline"):  # every guidance field reaches the pipelines' CLI
+        text = run_cli(mode, "--help").stdout
+        assert "--synther.guidance" in text and "--synther.guided.top-frac" in text
+    bad = run_cli("offline", "--synther.guidance", "curiosity", "--run-dir", str(tmp_path / "never"))
+    assert bad.returncode == 2 and "online relevance" in bad.stderr and not (tmp_path / "never").exists()
