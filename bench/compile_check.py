@@ -90,20 +90,25 @@ def kernels(quick: bool):
                         label = "x".join(str(config.kwargs[k]) for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
                         yield (f"{layer}.{name} {label} w{config.num_warps} s{config.num_stages}"
                                f"{'' if even else ' masked'}"), _jit_function(tuner), sig, consts, options, precision
-    steps = {
-        "churn": (edm_step._churn_kernel, 4, ["n"], ["churn_std", "c_in"], False),
-        "euler": (edm_step._euler_kernel, 5, ["n"], ["c_skip", "c_out", "t_hat", "t_next", "c_in_next"], True),
+    steps = {  # name: (kernel, pointer count, int args, float args, has CLAMP, has GUIDED)
+        "churn": (edm_step._churn_kernel, 4, ["n"], ["churn_std", "c_in"], False, False),
+        "euler": (edm_step._euler_kernel, 5, ["n"], ["c_skip", "c_out", "t_hat", "t_next", "c_in_next", "w"],
+                  True, True),
         "heun_churn": (edm_step._heun_churn_kernel, 7, ["n"],
-                       ["c_skip", "c_out", "t_hat", "t_next", "churn_std", "c_in_hat"], True),
+                       ["c_skip", "c_out", "t_hat", "t_next", "churn_std", "c_in_hat", "w"], True, True),
     }
-    for name, (fn, n_ptr, ints, floats, has_clamp) in steps.items():
+    for name, (fn, n_ptr, ints, floats, has_clamp, has_guided) in steps.items():
         for clamp in ((False, True) if has_clamp else (False,)):
-            args = fn.arg_names
-            sig = {a: "*fp32" for a in args[:n_ptr]} | {i: "i32" for i in ints} | {f: "fp32" for f in floats}
-            consts = {"BLOCK": edm_step.BLOCK} | ({"CLAMP": clamp} if has_clamp else {})
-            sig |= {c: "constexpr" for c in consts}
-            yield f"edm_step.{name}{' clamp' if clamp else ''}", fn, sig, consts, {"num_warps": 4}, "fp32"
-
+            for guided in ((False, True) if has_guided else (False,)):
+                for duplicate in (False, True):  # classifier-free guidance reads / writes 2B rows
+                    args = fn.arg_names
+                    sig = {a: "*fp32" for a in args[:n_ptr]} | {i: "i32" for i in ints} | {f: "fp32" for f in floats}
+                    consts = ({"BLOCK": edm_step.BLOCK, "DUPLICATE": duplicate} | ({"CLAMP": clamp} if has_clamp else {})
+                              | ({"GUIDED": guided} if has_guided else {}))
+                    sig |= {c: "constexpr" for c in consts}
+                    label = (f"edm_step.{name}{' clamp' if clamp else ''}{' guided' if guided else ''}"
+                             f"{' duplicate' if duplicate else ''}")
+                    yield label, fn, sig, consts, {"num_warps": 4}, "fp32"
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -30,8 +30,9 @@ def test_all_kernels_compile_for_sm90() -> None:
     assert lines[-1] == "all kernels compiled", proc.stdout
     compiled = [line for line in lines if line.startswith(("block.", "linear.", "relu_linear.", "edm_step."))]
     # residual block: 3 kernels x 4 precisions; plain and relu layers: 3 kernels at tf32; the tf32
-    # ones also masked (9 + 9); 5 step-kernel variants; each with a register count
-    assert len(compiled) == 12 + 6 + 9 + 5, proc.stdout
+    # ones also masked (9 + 9); the step kernels: churn x {duplicate}, euler and heun_churn x {clamp,
+    # guided, duplicate} (2 + 8 + 8); each with a register count
+    assert len(compiled) == 12 + 6 + 9 + 18, proc.stdout
     assert all(int(line.split()[-4]) > 0 for line in compiled), proc.stdout
     # every tensor-core GEMM lowered to Hopper's wgmma, the IEEE ones to FMA
     for line in compiled:

@@ -59,7 +59,8 @@ def test_untrained_model_fails_the_same_checks(fitted) -> None:
     assert not passes(q), q
 
 
-def _sign_flipped(denoiser, shape, schedule, *, generator=None, device=None, dtype=torch.float32, noise=None):
+def _sign_flipped(denoiser, shape, schedule, *, generator=None, device=None, dtype=torch.float32, noise=None,
+                  second_denoiser=None):
     x = torch.randn(shape, generator=generator, device=device, dtype=dtype) * schedule.sigma[0]
     for i in range(schedule.num_steps):
         t, t_next = schedule.sigma[i], schedule.sigma[i + 1]
