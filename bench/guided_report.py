@@ -58,4 +58,9 @@ def main(out_dir: str, run_dirs: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) < 3:
+        sys.exit("usage: python bench/guided_report.py OUT_DIR RUN_DIR [RUN_DIR ...]")
+    missing = [d for d in sys.argv[2:] if not (Path(d) / "summary.json").is_file()]
+    if missing:
+        sys.exit(f"guided_report: no summary.json (an unfinished or not an online run?) in {', '.join(missing)}")
     main(sys.argv[1], sys.argv[2:])
