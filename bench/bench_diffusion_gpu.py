@@ -65,6 +65,18 @@ def network(backend: str, precision: str = "ieee") -> ResidualMLPDenoiser:
 
 # "fused-eager-*" runs the fused kernels without the CUDA graph, so that at equal precision the
 # report separates what fusion adds (fused-eager vs reference) from what the graph adds.
+def synchronized_after_warmup(run_once):
+    """``run_once`` followed by a device sync (so a round times the work, not its launch), called
+    once here to keep compilation, autotuning and graph capture out of the timed rounds."""
+    def run():
+        out = run_once()
+        torch.cuda.synchronize()
+        return out
+
+    run()
+    return run
+
+
 @pytest.mark.parametrize("impl", ["reference-fp32", "reference-tf32", "compiled-fp32", "compiled-tf32",
                                   "fused-eager-tf32", "fused-graph-ieee", "fused-graph-tf32x3", "fused-graph-tf32",
                                   "fused-graph-bf16"])
@@ -86,12 +98,7 @@ def test_sampling_100k(benchmark, impl) -> None:
         def run_once():
             return heun_sample(lambda x, s: denoise(net, x, s, 1.0), (ROWS, D_IN), schedule, device="cuda")
 
-    def run():
-        out = run_once()
-        torch.cuda.synchronize()
-        return out
-
-    run()  # warm-up: compilation, autotuning, graph capture
+    run = synchronized_after_warmup(run_once)
     benchmark.group = "sampling 100k rows, width 1024, 128 Heun steps"
     benchmark.extra_info.update(rows_per_call=ROWS, unit="rows/s", precision=precision,
                                 flop_per_call=flops_per_row_eval() * ROWS * (2 * schedule.num_steps - 1))
@@ -130,12 +137,7 @@ def test_guided_sampling_100k(benchmark, impl) -> None:
         def run_once():
             return heun_sample(first, (ROWS, D_IN), schedule, device="cuda", second_denoiser=second)
 
-    def run():
-        out = run_once()
-        torch.cuda.synchronize()
-        return out
-
-    run()  # warm-up: compilation, autotuning, graph capture
+    run = synchronized_after_warmup(run_once)
     benchmark.group = "guided sampling 100k rows, width 1024, 128 Heun steps (w = 2)"
     benchmark.extra_info.update(rows_per_call=ROWS, unit="rows/s", precision="tf32")
     out = benchmark.pedantic(run, rounds=2, iterations=1)

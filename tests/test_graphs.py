@@ -318,6 +318,15 @@ def test_edac_and_cql_replay_bitwise_like_eager_and_recapture_after_a_load(fake,
     assert_same(graphed.actor, eager.actor)
 
 
+def eager_train_step(trainer: DiffusionTrainer) -> torch.Tensor:
+    """One uncaptured training step of ``trainer``, the same work its captured graph replays."""
+    with trainer.rng.scope():
+        loss = trainer._step_body()
+    trainer.scheduler.step()
+    trainer.step += 1
+    return loss
+
+
 def tiny_denoiser() -> ResidualMLPDenoiser:
     with seeded(0):
         return ResidualMLPDenoiser(DenoiserConfig(width=16, depth=2, dim_t=8, backend="reference"), 11)
@@ -330,12 +339,7 @@ def test_diffusion_train_step_replays_bitwise_like_eager_and_recaptures_after_a_
     eager = DiffusionTrainer(tiny_denoiser(), data, EDMConfig(), cfg, 16, seed=5)
     assert graphed.graphed and graphed.rng.slot is not None
 
-    def eager_step() -> torch.Tensor:
-        with eager.rng.scope():
-            loss = eager._step_body()
-        eager.scheduler.step()
-        eager.step += 1
-        return loss
+    eager_step = lambda: eager_train_step(eager)
 
     for _ in range(12):
         assert torch.equal(graphed.train_step(), eager_step())
@@ -445,12 +449,7 @@ def test_conditional_train_step_replays_bitwise_like_eager(fake) -> None:
                              cond_dropout=0.5)
     assert graphed.graphed
 
-    def eager_step() -> torch.Tensor:
-        with eager.rng.scope():
-            loss = eager._step_body()
-        eager.scheduler.step()
-        eager.step += 1
-        return loss
+    eager_step = lambda: eager_train_step(eager)
 
     for _ in range(8):
         assert torch.equal(graphed.train_step(), eager_step())

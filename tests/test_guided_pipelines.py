@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tiny
 import torch
+from interrupt import kill_online_run
 
 import synther_fast
 from synther_fast.artifacts import unlisted_files
@@ -101,17 +102,7 @@ def test_a_curiosity_guided_quick_run_writes_every_file_and_resumes_exactly(tmp_
     assert refit["condition_pool_min"] >= refit["score_mean"]  # generated toward the top scores
     model = synther_fast.SynthER.load(tmp_path / "full" / "synther_0.pt", map_location="cpu")
     assert model.conditional and model.condition_stats is not None
-    original = OnlineRun.learn
-
-    def crash(self):
-        if self.t == 260:
-            raise KeyboardInterrupt("simulated kill")
-        return original(self)
-
-    monkeypatch.setattr(OnlineRun, "learn", crash)
-    with pytest.raises(KeyboardInterrupt):
-        run_online(config, tmp_path / "cut", progress=False)
-    monkeypatch.setattr(OnlineRun, "learn", original)
+    kill_online_run(config, tmp_path / "cut", monkeypatch, at_step=260)
     saved = torch.load(tmp_path / "cut" / "online.ckpt", weights_only=True)
     assert 150 < json.loads(saved["counters"])["t"] < 260 and saved["curiosity"]["updates"] > 0
     resumed = run_online(config, tmp_path / "cut", resume=True, progress=False)

@@ -10,6 +10,7 @@ import tiny
 import torch
 import toy_env
 from cli_runner import run_cli
+from interrupt import kill_online_run
 
 import synther_fast
 from synther_fast.artifacts import unlisted_files
@@ -82,17 +83,7 @@ def test_dmc_task_models_no_terminal_and_keeps_rewards_unnormalised(tmp_path) ->
 def test_kill_and_resume_equals_uninterrupted(tmp_path, monkeypatch) -> None:
     config = tiny()
     full = run_online(config, tmp_path / "full", progress=False)
-    original = OnlineRun.learn
-
-    def crash(self):
-        if self.t == 260:
-            raise KeyboardInterrupt("simulated kill")
-        return original(self)
-
-    monkeypatch.setattr(OnlineRun, "learn", crash)
-    with pytest.raises(KeyboardInterrupt):
-        run_online(config, tmp_path / "cut", progress=False)
-    monkeypatch.setattr(OnlineRun, "learn", original)
+    kill_online_run(config, tmp_path / "cut", monkeypatch, at_step=260)
     saved = torch.load(tmp_path / "cut" / "online.ckpt", weights_only=True)
     assert 150 < json.loads(saved["counters"])["t"] < 260  # resumes after the refit, before the kill
     with pytest.raises(FileExistsError):
