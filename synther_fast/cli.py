@@ -317,7 +317,7 @@ class Report:
     """Data-quality report of a run directory: marginal fidelity, dynamics error, novelty against
     augmentation baselines, and plots (report.md with PNGs, written into the run directory)."""
 
-    run_dir: str
+    run_dir: Annotated[str, tyro.conf.Positional]
 
     def run(self) -> int:
         path = report_for_run(self.run_dir)
@@ -423,6 +423,15 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, F
                                                  IsADirectoryError, PermissionError, RayMissingError)
 
 
+def parse(args: list[str]):
+    """The command ``args`` (without the program name) asks for, parsed and checked, not run."""
+    with deferred_checks():  # checked by _validated below, so that an error reads as one plain line
+        command = tyro.cli(_commands(args), args=args, prog="synther-fast",  # type: ignore[call-overload]
+                           description="Fast Synthetic Experience Replay (SynthER) for offline and online "
+                                       f"RL. --version prints the version; --debug shows tracebacks. {ENVS_HELP}.")
+    return _validated(command)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
@@ -431,12 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"synther-fast {synther_fast.__version__}")
         return 0
     try:
-        with deferred_checks():  # checked by _validated below, so that an error reads as one plain line
-            command = tyro.cli(_commands(args), args=args, prog="synther-fast",  # type: ignore[call-overload]
-                               description="Fast Synthetic Experience Replay (SynthER) for offline and online "
-                                           f"RL. --version prints the version; --debug shows tracebacks. {ENVS_HELP}.")
-        command = _validated(command)
-        return int(command.run())
+        return int(parse(args).run())
     except USER_ERRORS as exc:
         if debug:
             raise
