@@ -63,8 +63,6 @@ def network(backend: str, precision: str = "ieee") -> ResidualMLPDenoiser:
     return ResidualMLPDenoiser(cfg, D_IN).cuda().eval()
 
 
-# "fused-eager-*" runs the fused kernels without the CUDA graph, so that at equal precision the
-# report separates what fusion adds (fused-eager vs reference) from what the graph adds.
 def synchronized_after_warmup(run_once):
     """``run_once`` followed by a device sync (so a round times the work, not its launch), called
     once here to keep compilation, autotuning and graph capture out of the timed rounds."""
@@ -77,6 +75,8 @@ def synchronized_after_warmup(run_once):
     return run
 
 
+# "fused-eager-*" runs the fused kernels without the CUDA graph, so that at equal precision the
+# report separates what fusion adds (fused-eager vs reference) from what the graph adds.
 @pytest.mark.parametrize("impl", ["reference-fp32", "reference-tf32", "compiled-fp32", "compiled-tf32",
                                   "fused-eager-tf32", "fused-graph-ieee", "fused-graph-tf32x3", "fused-graph-tf32",
                                   "fused-graph-bf16"])

@@ -98,17 +98,17 @@ def kernels(quick: bool):
                        ["c_skip", "c_out", "t_hat", "t_next", "churn_std", "c_in_hat", "w"], True, True),
     }
     for name, (fn, n_ptr, ints, floats, has_clamp, has_guided) in steps.items():
+        base = {a: "*fp32" for a in fn.arg_names[:n_ptr]} | {i: "i32" for i in ints} | {f: "fp32" for f in floats}
         for clamp in ((False, True) if has_clamp else (False,)):
             for guided in ((False, True) if has_guided else (False,)):
                 for duplicate in (False, True):  # classifier-free guidance reads / writes 2B rows
-                    args = fn.arg_names
-                    sig = {a: "*fp32" for a in args[:n_ptr]} | {i: "i32" for i in ints} | {f: "fp32" for f in floats}
                     consts = ({"BLOCK": edm_step.BLOCK, "DUPLICATE": duplicate} | ({"CLAMP": clamp} if has_clamp else {})
                               | ({"GUIDED": guided} if has_guided else {}))
-                    sig |= {c: "constexpr" for c in consts}
+                    sig = base | {c: "constexpr" for c in consts}
                     label = (f"edm_step.{name}{' clamp' if clamp else ''}{' guided' if guided else ''}"
                              f"{' duplicate' if duplicate else ''}")
                     yield label, fn, sig, consts, {"num_warps": 4}, "fp32"
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -339,18 +339,16 @@ def test_diffusion_train_step_replays_bitwise_like_eager_and_recaptures_after_a_
     eager = DiffusionTrainer(tiny_denoiser(), data, EDMConfig(), cfg, 16, seed=5)
     assert graphed.graphed and graphed.rng.slot is not None
 
-    eager_step = lambda: eager_train_step(eager)
-
     for _ in range(12):
-        assert torch.equal(graphed.train_step(), eager_step())
+        assert torch.equal(graphed.train_step(), eager_train_step(eager))
     assert graphed._captured.captures == 1
     assert_same(graphed.network, eager.network)
     assert_same(graphed.ema, eager.ema)
     for _ in range(3):  # a resume from a later checkpoint (see the SAC test)
-        eager_step()
+        eager_train_step(eager)
     graphed.load_state_dict(copy.deepcopy(eager.state_dict()))
     for _ in range(5):
-        assert torch.equal(graphed.train_step(), eager_step())
+        assert torch.equal(graphed.train_step(), eager_train_step(eager))
     assert graphed._captured.captures == 2
     assert_same(graphed.network, eager.network)
 
@@ -449,16 +447,14 @@ def test_conditional_train_step_replays_bitwise_like_eager(fake) -> None:
                              cond_dropout=0.5)
     assert graphed.graphed
 
-    eager_step = lambda: eager_train_step(eager)
-
     for _ in range(8):
-        assert torch.equal(graphed.train_step(), eager_step())
+        assert torch.equal(graphed.train_step(), eager_train_step(eager))
     assert int(graphed.cond_step) == int(eager.cond_step) == 8
     assert_same(graphed.network, eager.network)
-    eager_step()
+    eager_train_step(eager)
     graphed.load_state_dict(copy.deepcopy(eager.state_dict()))
     for _ in range(3):
-        assert torch.equal(graphed.train_step(), eager_step())
+        assert torch.equal(graphed.train_step(), eager_train_step(eager))
     assert_same(graphed.ema, eager.ema)
     assert not torch.equal(graphed.network.null_embedding, conditional().null_embedding)  # it was trained
 
