@@ -44,6 +44,7 @@ from synther_fast.diffusion.denoiser import picks_fused_layers
 from synther_fast.distributed import barrier, generate_sharded, is_main_process, process_group, rank_and_world
 from synther_fast.envs import env_spec
 from synther_fast.envs.names import NAMES_HELP
+from synther_fast.io import atomic_write, writable_path
 from synther_fast.kernels import interpreter_enabled, triton_available
 from synther_fast.offline import format_summary
 from synther_fast.replay_demo import replay_demo
@@ -64,11 +65,15 @@ class Demo:
     rows, and prints both agents' returns side by side. Running it again continues an interrupted
     demo or re-prints the finished one."""
 
-    run_dir: str = "runs/demo"
-    """where everything is written"""
+    preset: Literal["quick", "tiny", "paper"] = "quick"
+    """the offline preset: 'quick' (5-10 minutes on 2 cores), 'tiny' (seconds: every phase, nothing
+    learnt), 'paper' (the published settings: a GPU's hours)"""
+    run_dir: str | None = None
+    """where everything is written (default: runs/demo, or runs/demo-PRESET for another preset)"""
 
     def run(self) -> int:
-        config = resolve("offline", "quick")
+        config = resolve("offline", self.preset)
+        run_dir = self.run_dir or ("runs/demo" if self.preset == "quick" else f"runs/demo-{self.preset}")
         k = lambda n: f"{n / 1000:g}k"  # the plan is the preset's, not numbers written twice
         plan = [f"collect {k(config.collect_steps)} transitions",
                 f"fit the diffusion model ({k(config.synther.trainer.steps)} steps)",
@@ -76,16 +81,18 @@ class Demo:
                 f"TD3+BC on real data ({k(config.agent_steps)} updates)",
                 f"TD3+BC on synthetic data ({k(config.agent_steps)} updates)",
                 "data-quality report (report/report.md)"]
-        print("synther-fast demo: quick offline SynthER on HalfCheetah-v5, 5-10 minutes on 2 cores")
+        duration = {"quick": "5-10 minutes", "tiny": "seconds"}.get(self.preset, "hours")
+        print(f"synther-fast demo: {self.preset} offline SynthER on {config.env}, {duration} on 2 cores")
         for i, step in enumerate(plan, 1):
             print(f"  phase {i}/{len(plan)}: {step}")
-        result = train(config, run_dir=self.run_dir, resume=True)
+        result = train(config, run_dir=run_dir, resume=True)
         text = format_summary(result.summary)
         table = result.run_dir / "demo_table.txt"
-        table.write_text(text + "\n")
+        with atomic_write(table) as handle:
+            handle.write((text + "\n").encode())
         print("\n" + text)
-        real = result.scores.get("real", {}).get("return_mean")
-        synthetic = result.scores.get("synthetic", {}).get("return_mean")
+        real = result.arms.get("real", {}).get("return_mean")
+        synthetic = result.arms.get("synthetic", {}).get("return_mean")
         if real is not None and synthetic is not None:
             verdict = "matches or beats" if synthetic >= real - 0.1 * abs(real) else "falls short of"
             print(f"\nAt this small scale TD3+BC trained on synthetic data only {verdict} TD3+BC on the "
@@ -172,7 +179,7 @@ class Collect:
         for out in self.out:
             check_output_path(out)
         if self.policy_out is not None:
-            _check_parent(self.policy_out)
+            writable_path(self.policy_out)
         with torch_threads(self.threads, small_networks=True):
             data, checkpoint = collect(self.env, self.method, self.steps, self.seed, policy=self.policy,
                                        noise=tuple(self.noise), progress=True)
@@ -201,7 +208,7 @@ class Fit:
     out: str
     """model file to write"""
     synther: SynthERConfig = field(default_factory=PRESETS["fit"]["quick"])
-    preset: Literal["quick", "paper_offline", "paper_online"] = "quick"
+    preset: Literal["tiny", "quick", "paper_offline", "paper_online"] = "quick"
     """the diffusion preset every --synther option starts from"""
     no_terminal: bool = False
     """do not model terminals (DMC tasks never terminate)"""
@@ -211,7 +218,7 @@ class Fit:
 
     def run(self) -> int:
         out, ckpt = Path(self.out), Path(self.out + ".ckpt")
-        _check_parent(out)
+        writable_path(out)
         if not self.resume and (out.exists() or ckpt.exists()):
             raise FileExistsError(f"{out if out.exists() else ckpt} exists; pass --resume to continue that fit, "
                                   f"or choose another --out (nothing was changed)")
@@ -235,8 +242,8 @@ class Fit:
 class Generate:
     """Sample N synthetic transitions from a saved SynthER model into a dataset file.
 
-    Under torchrun each process draws its own block of chunks (chunk k from a stream derived from
-    (seed, k)); rank 0 gathers them into OUT: the same rows, in the same order, as one process."""
+    Under torchrun each process draws its own block of chunks (chunk k from the stream
+    (seed, CHUNK, k)); rank 0 gathers them into OUT: the same rows, in the same order, as one process."""
 
     model: str
     """a model file written by fit (or a run's synther.pt)"""
@@ -260,7 +267,7 @@ class Generate:
         if self.format == "minari":
             if Path(self.out).exists():
                 raise FileExistsError(f"{self.out} exists; choose another --out (nothing was changed)")
-            _check_parent(self.out)
+            writable_path(self.out)
         else:
             check_output_path(self.out)
         with process_group(self.device) as device:
@@ -360,20 +367,16 @@ class ReplayDemo:
         return replay_demo(seconds=self.seconds, batch_size=self.batch_size)
 
 
-def _check_parent(path: str | Path) -> None:
-    parent = Path(path).parent
-    if str(parent) and not parent.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: directory {parent} does not exist")
-
-
 def _option_value(argv: list[str], name: str) -> str | None:
-    """The value given to ``--name`` (as ``--name V`` or ``--name=V``), if any."""
+    """The value given to ``--name`` (as ``--name V`` or ``--name=V``), if any; the last one where
+    it is given twice, as tyro reads it (``... --preset quick --preset tiny`` runs tiny)."""
+    value = None
     for i, arg in enumerate(argv):
         if arg == f"--{name}" and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith(f"--{name}="):
-            return arg.split("=", 1)[1]
-    return None
+            value = argv[i + 1]
+        elif arg.startswith(f"--{name}="):
+            value = arg.split("=", 1)[1]
+    return value
 
 
 def _commands(argv: list[str]) -> object:
@@ -419,8 +422,8 @@ def _validated(command):
     return command
 
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError,
-                                                 IsADirectoryError, PermissionError, RayMissingError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError,
+                                                 NotADirectoryError, PermissionError, RayMissingError)
 
 
 def parse(args: list[str]):

@@ -304,14 +304,18 @@ class SynthERConfig(Serialisable, Checked):
     error), 'return' (offline: return-to-go, GTA); 'none' is SynthER's unconditional model"""
     guided: GuidedConfig = field(default_factory=GuidedConfig)
     """the conditional model and its guidance (with guidance other than 'none')"""
-    seed: int = 0
-    """initial weights, batch draws and training noise"""
+    seed: int | None = None
+    """seed of the fit (initial weights, batch draws, training noise); None: derived from the run's
+    seed (synther_fast.rng.fit_seed; run seed 0 for a model outside any run), so every run seed
+    fits its own model. Set it to fit the same model under several run seeds"""
     preset: str = "custom"
     """name of the preset this config came from (informational)"""
 
     def check(self) -> None:
         """This part's own fields (nested parts check theirs; :func:`validate` runs them all)."""
         _choice(self, "guidance", GUIDANCE_KINDS)
+        if self.seed is not None:
+            _non_negative(self, "seed")
 
     def check_guided_training(self) -> None:
         """For the pipelines' guided runs (the model API allows the extremes, for comparisons):
@@ -687,7 +691,8 @@ class OnlineConfig(Serialisable, Checked):
     sac: SACConfig = field(default_factory=sac_utd20)
     """the agent (SAC; REDQ with num_critics 10, num_min 2)"""
     synther: SynthERConfig = field(default_factory=paper_online)
-    """the diffusion model fitted at each refit (its seed is the run's + refit index)"""
+    """the diffusion model fitted at each refit (refit k's seed: derived from the run seed, or from
+    synther.seed where set, and k)"""
     retrain_every: int = 10_000
     """environment steps between diffusion refits (each a fresh model on the whole real replay)"""
     num_samples: int = 1_000_000
@@ -795,10 +800,47 @@ def online_quick(algo: str = "sac-synther") -> OnlineConfig:
                         eval_every=1000, eval_episodes=3, checkpoint_every=1000, preset="quick")
 
 
+TINY = {
+    "fit": {"denoiser.width": 32, "denoiser.depth": 2, "denoiser.dim_t": 16, "trainer.steps": 40,
+            "trainer.batch_size": 32, "trainer.checkpoint_every": 10, "trainer.log_every": 10,
+            "edm.num_steps": 6, "generation.chunk_size": 64},
+    "offline": {"collect_steps": 2000, "agent_steps": 60, "eval_every": 30, "eval_episodes": 1,
+                "checkpoint_every": 20, "synthetic_rows": 1000},
+    "online": {"env_steps": 300, "sac.start_steps": 100, "sac.hidden": (32, 32), "sac.batch_size": 32,
+               "retrain_every": 150, "num_samples": 400, "synthetic_capacity": 1000, "real_capacity": 1000,
+               "eval_every": 150, "eval_episodes": 1, "checkpoint_every": 60},
+}
+"""What the tiny presets change (on quick): one table, which the test suite's tiny configs reuse."""
+
+
+def tiny() -> SynthERConfig:
+    """Seconds on 2 CPU cores: the quick settings shrunk (width 32, 40 steps, 6 sampler steps) to
+    check a command end to end; it learns nothing useful."""
+    return quick().with_overrides(**TINY["fit"], preset="tiny")
+
+
+def offline_tiny() -> OfflineConfig:
+    """The quick offline run shrunk to seconds (2k transitions, a tiny fit, 1k rows, 60 updates
+    per arm, the report included): every phase and file of a real run, for checks and tests."""
+    synther = {f"synther.{k}": v for k, v in TINY["fit"].items()}
+    return offline_quick().with_overrides(**TINY["offline"], **synther, preset="tiny", **{"synther.preset": "tiny"})
+
+
+def online_tiny(algo: str = "sac-synther") -> OnlineConfig:
+    """The quick online run shrunk to seconds (300 env steps, 32-wide networks, UTD at most 2, a
+    refit every 150 steps): every phase and file of a real run, for checks and tests."""
+    base = online_quick(algo)
+    synther = {f"synther.{k}": v for k, v in TINY["fit"].items() if k != "denoiser.depth"}
+    utd = min(base.sac.utd, 2)
+    return base.with_overrides(**TINY["online"], **synther, **{"synther.denoiser.depth": 1, "sac.utd": utd,
+                               "sac.policy_update_delay": utd,
+                               "synther.preset": "tiny"}, preset="tiny")
+
+
 PRESETS: dict[str, dict[str, Callable[..., Any]]] = {
-    "offline": {"quick": offline_quick, "paper": offline_paper},
-    "online": {"quick": online_quick, "paper": online_paper},
-    "fit": {"quick": quick, "paper_offline": paper_offline, "paper_online": paper_online},
+    "offline": {"tiny": offline_tiny, "quick": offline_quick, "paper": offline_paper},
+    "online": {"tiny": online_tiny, "quick": online_quick, "paper": online_paper},
+    "fit": {"tiny": tiny, "quick": quick, "paper_offline": paper_offline, "paper_online": paper_online},
 }
 """The one preset registry: mode -> preset name -> a function returning the config (an online
 preset takes the algorithm)."""

@@ -111,7 +111,7 @@ def generate_sharded(model, n: int, seed: int, out: str | os.PathLike[str], cond
     """Generate n rows from ``model`` over every rank into one dataset file ``out``.
 
     Rows come in chunks of ``generation.chunk_size``, chunk k drawn from its own stream
-    derived from (seed, k) (SynthER.iter_chunks), so the file holds exactly the rows
+    (seed, Stream.CHUNK, k) (SynthER.iter_chunks), so the file holds exactly the rows
     ``model.generate(n, seed)`` gives in one process, in the same order: rank r draws its block of
     chunks, writes it beside ``out``, and rank 0 concatenates the blocks in rank order, writes the
     file atomically and removes the blocks. Returns the number of rows written (on every rank).

@@ -8,10 +8,7 @@ from typing import Any
 import numpy as np
 
 from synther_fast.envs import make_env
-from synther_fast.rng import derived_seed
-
-EVAL_STREAM = 7
-"""The sub-stream of a run's seed that evaluation episodes draw their start states from."""
+from synther_fast.rng import Stream, environment_seed
 
 # D4RL's reference returns (random and expert policies) for the locomotion tasks; gymnasium v5
 # tasks have the same bodies and rewards up to small simulator differences.
@@ -37,7 +34,7 @@ def episode_seeds(run_seed: int, evaluation: int, episodes: int) -> list[int]:
     episode, derived from (run seed, evaluation, episode), so no two runs, evaluations or episodes
     share start states (an offset scheme such as 10,000 + seed + k makes seed s+1 replay 9 of seed
     s's 10 episodes, and every evaluation of a run the same 10). Below 2^32 (dm_control's limit)."""
-    return [derived_seed(run_seed, EVAL_STREAM, evaluation, k) % 2**32 for k in range(episodes)]
+    return [environment_seed(run_seed, Stream.EVALUATION, evaluation, k) for k in range(episodes)]
 
 
 def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_name: str, episodes: int = 10,

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from synther_fast.rng import derived_seed
+from synther_fast.rng import Stream, stream_seed
 
 GRAPHS_ENV = "SYNTHER_FAST_CUDA_GRAPHS"
 
@@ -318,5 +318,5 @@ class DeviceRandom:
             return
         warnings.warn(f"a {state['kind']} random state cannot continue this {self.kind} stream; reseeding it "
                       "(the run continues, but its random draws differ from an uninterrupted run's)", stacklevel=2)
-        fresh = DeviceRandom(self.device, derived_seed(self.seed, reseed_with), self.slot is not None)
+        fresh = DeviceRandom(self.device, stream_seed(self.seed, Stream.RESEED, reseed_with), self.slot is not None)
         self.slot, self.generator = fresh.slot, fresh.generator

@@ -25,6 +25,7 @@ from synther_fast.progress import progress_bar
 from synther_fast.replay import MixedSampler, ReplayBuffer, TransitionLayout
 from synther_fast.replay.prefetch import StagedBlock
 from synther_fast.replay.sampler import Batch
+from synther_fast.rng import Stream, environment_seed, stream_seed
 from synther_fast.runtime import DeviceTimer
 
 TIME_KEYS = ("env", "learner", "fit", "generate", "eval")
@@ -66,14 +67,14 @@ class Learner:
     """One learner block per call: ``utd`` batches sampled in place into a (pinned) host block,
     copied to the device once, and handed to ``agent.update_block``. Its time is device time
     (CUDA events): launches return at once, and the GPU's time would otherwise land wherever the
-    host next waits."""
+    host next waits. ``seed`` is the run's: its BATCHES stream draws the batches."""
 
     def __init__(self, agent: Any, real: ReplayBuffer, synthetic: ReplayBuffer | None, ratio: float,
                  batch_size: int, utd: int, layout: TransitionLayout, device: torch.device, seed: int,
                  seconds: float = 0.0) -> None:
-        self.agent, self.layout, self.seed = agent, layout, seed
+        self.agent, self.layout, self.seed = agent, layout, stream_seed(seed, Stream.BATCHES)
         self.real, self.synthetic = real, synthetic
-        self.sampler = MixedSampler(real, synthetic, ratio, batch_size, seed=seed)
+        self.sampler = MixedSampler(real, synthetic, ratio, batch_size, seed=self.seed)
         self.block = StagedBlock((utd, batch_size, Batch.row_width(layout)), device)
         self.views = [Batch(self.block.host[i], layout) for i in range(utd)]
         self.timer = DeviceTimer(device, seconds)
@@ -104,9 +105,9 @@ class Learner:
 
 
 def episode_seed(seed: int) -> Callable[[int], int]:
-    """Episode k of a run of ``seed`` starts from environment seed ``seed * 1_000_003 + k`` (every
-    online run and SAC collection; evaluations draw theirs from evaluation.episode_seeds)."""
-    return lambda k: seed * 1_000_003 + k
+    """Episode k of a run of ``seed`` starts from the environment seed of stream (EPISODES, k)
+    (every online run and SAC collection; evaluations draw theirs from evaluation.episode_seeds)."""
+    return lambda k: environment_seed(seed, Stream.EPISODES, k)
 
 
 def transition_row(obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray, terminated: bool,

@@ -17,19 +17,41 @@ def _umask() -> int:
     return mask
 
 
+def writable_path(path: str | os.PathLike[str]) -> Path:
+    """Refuse, before any work, a file path that cannot be written, in one line that names why:
+    it is a folder, a file stands where a folder is needed, or the folder is not writable.
+    Missing folders are fine: :func:`make_parents` creates them when the file is written."""
+    target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(f"cannot write {target}: it is a directory")
+    ancestor = target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise NotADirectoryError(f"cannot write {target}: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {target}: no permission to write in {ancestor}")
+    return target
+
+
+def make_parents(path: str | os.PathLike[str]) -> Path:
+    """Create the missing folders above ``path`` (as ``mkdir -p``), the one place every writer of
+    the package does so: ``--out results/rows.npz`` works without a ``results/`` first."""
+    target = writable_path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    return parent
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """Open a temporary file beside ``path``; on success fsync it and rename it over ``path``.
 
     If the body raises (or the process dies) the previous file at ``path`` is untouched and the
-    temporary file is removed.
+    temporary file is removed. Missing folders above ``path`` are created.
     """
     target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    if not directory.is_dir():
-        raise FileNotFoundError(f"cannot write {target}: directory {directory} does not exist")
-    if target.is_dir():
-        raise IsADirectoryError(f"cannot write {target}: it is a directory")
+    directory = make_parents(target)
     remove_stale_temporaries(target)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=directory)
     try:

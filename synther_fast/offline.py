@@ -46,6 +46,7 @@ from synther_fast.io import load_torch_dict
 from synther_fast.progress import progress_bar
 from synther_fast.relevance import return_target, returns_to_go
 from synther_fast.replay import MixedSampler, Prefetcher, ReplayBuffer
+from synther_fast.rng import Stream, fit_seed, stream_seed
 from synther_fast.runs import Run, RunError, read_checkpoint, seed_dir, write_json
 from synther_fast.runtime import resolve_device, torch_threads
 from synther_fast.summaries import OfflineSummary, Score, aggregate_seeds, write_summary
@@ -97,7 +98,7 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
             full = given if given is not None else _dataset_phase(config, run, progress)
             if given is not None and not run.done("dataset"):
                 run.mark_done("dataset", {"rows": len(given), "source": config.dataset})
-        dataset = full.subset(config.subset, seed=config.seed)  # the paper's reduced datasets (Fig. 1a)
+        dataset = full.subset(config.subset, seed=stream_seed(config.seed, Stream.SUBSET))  # the paper's reduced datasets (Fig. 1a)
         layout = dataset.layout(spec.has_terminal)
         real_rows = dataset.to_rows(layout)
         synthetic_rows = fidelity = guidance = None
@@ -123,6 +124,7 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
                  "episode_return_mean": float(np.mean(returns)) if len(returns) else None,
                  **({} if config.subset == 1 else {"subset": config.subset, "full_rows": len(full)})},
         synthetic_rows=None if synthetic_rows is None else len(synthetic_rows),
+        synther_seed=None if synthetic_rows is None else synther_config(config).seed,
         fidelity=None if fidelity is None else {k: v for k, v in fidelity.items() if k != "columns"},
         arms=arms, seconds=run.timings, device=str(device), guidance=guidance,
     )
@@ -202,12 +204,19 @@ def _diffusion_phase(config: OfflineConfig, run: Run, real_rows, layout, device,
     path, ckpt = run.artifact("diffusion_model"), run.artifact("diffusion_checkpoint")
     if run.done("diffusion") and path.exists():
         return SynthER.load(path, map_location=device)
-    model = SynthER(layout, for_task(config.synther, config.env), device)
+    model = SynthER(layout, synther_config(config), device)
     model.fit(real_rows, checkpoint=ckpt, resume=ckpt if ckpt.exists() else None, progress=progress,
               conditions=conditions)
     model.save(path)
     run.mark_done("diffusion", {"steps": model.trained_steps, "final_loss": model.history[-1]["loss"]})
     return model
+
+
+def synther_config(config: OfflineConfig):
+    """The run's diffusion settings: told its task, with the fit seed resolved (synther.seed
+    where set, else the run seed's FIT stream, so each run seed fits its own model)."""
+    synther = for_task(config.synther, config.env)
+    return dataclasses.replace(synther, seed=fit_seed(config.seed, synther.seed))
 
 
 def _generate_phase(config: OfflineConfig, run: Run, model, progress: bool, conditions=None) -> np.ndarray:
@@ -218,7 +227,8 @@ def _generate_phase(config: OfflineConfig, run: Run, model, progress: bool, cond
     rows = np.empty((config.synthetic_rows, model.layout.width), np.float32)
     written = 0
     with progress_bar(config.synthetic_rows, "generate", unit="row", enabled=progress) as bar:
-        for chunk in model.iter_chunks(config.synthetic_rows, seed=config.seed, conditions=conditions):
+        seed = stream_seed(config.seed, Stream.GENERATION)
+        for chunk in model.iter_chunks(config.synthetic_rows, seed=seed, conditions=conditions):
             rows[written:written + len(chunk)] = chunk
             written += len(chunk)
             bar.update(len(chunk))
@@ -284,7 +294,7 @@ def _agent_phase(run: Run, arm: str, data: OfflineData, device, progress: bool):
 
     real = buffer_of(data.real_rows) if ratio < 1 else None
     synthetic = buffer_of(data.synthetic_rows) if ratio > 0 else None
-    sampler = MixedSampler(real, synthetic, ratio, config.batch_size, seed=config.seed)
+    sampler = MixedSampler(real, synthetic, ratio, config.batch_size, seed=stream_seed(config.seed, Stream.BATCHES))
     agent = make_agent(config, dataset, device)
     name = run.artifact("agent", arm=arm)
     step, evaluations = 0, []

@@ -42,7 +42,7 @@ from synther_fast.interaction import Learner, OnlineState, episode_seed, interac
 from synther_fast.refit import Refitter
 from synther_fast.relevance import Curiosity, td_errors, top_fraction
 from synther_fast.replay import ReplayBuffer, TransitionLayout
-from synther_fast.rng import derived_seed
+from synther_fast.rng import Stream, fit_seed, stream_seed
 from synther_fast.runs import Run
 from synther_fast.runtime import resolve_device, torch_threads
 from synther_fast.summaries import OnlineSummary, read_summary, write_summary
@@ -82,9 +82,6 @@ def bulk_distance(real_rows: np.ndarray, rows: np.ndarray, max_rows: int = 20_00
     return spread(rows) / spread(real_rows)
 
 
-CURIOSITY_STREAM = 12
-"""Sub-stream of the run seed for the curiosity model's weights (…, 0) and its batches (…, 1)."""
-
 
 class OnlineRun:
     """One online run's parts, wired together: the environment loop (interaction.interact), the
@@ -104,7 +101,7 @@ class OnlineRun:
         self.refitter = Refitter(self.layout, synther_config_for(config, self.spec.suite), config.num_samples,
                                  config.synthetic_capacity, device, run.path, config.seed,
                                  asynchronous=config.async_refit, progress=progress)
-        self.action_rng = np.random.default_rng(config.seed)
+        self.action_rng = np.random.default_rng(stream_seed(config.seed, Stream.EXPLORATION))
         self.state = OnlineState()
         self._next_checkpoint = config.checkpoint_every
         # Guided refits by curiosity: the ICM model learns from one real batch per learner step (PGR).
@@ -112,8 +109,8 @@ class OnlineRun:
         self.curiosity = self.curiosity_rng = None
         if config.synther.guidance == "curiosity":
             self.curiosity = Curiosity(self.layout, guided.curiosity_hidden, guided.curiosity_lr, device,
-                                       seed=derived_seed(config.seed, CURIOSITY_STREAM))
-            self.curiosity_rng = np.random.default_rng(derived_seed(config.seed, CURIOSITY_STREAM, 1))
+                                       seed=stream_seed(config.seed, Stream.CURIOSITY_INIT))
+            self.curiosity_rng = np.random.default_rng(stream_seed(config.seed, Stream.CURIOSITY_BATCHES))
 
     # -- views used by tests and benchmarks -----------------------------------------------------
     @property
@@ -307,6 +304,7 @@ def summarize(online: OnlineRun, seconds_total: float | None = None) -> OnlineSu
         evaluations=state.evaluations, refits=state.refits, seconds=state.seconds,
         critic_updates_per_learner_second=online.agent.critic_updates / max(state.seconds["learner"], 1e-9),
         seconds_total=seconds_total,
+        synther_seed=fit_seed(config.seed, config.synther.seed) if config.uses_synther else None,
     )
 
 

@@ -24,11 +24,8 @@ from synther_fast.artifacts import artifact_path
 from synther_fast.config import SynthERConfig
 from synther_fast.diffusion import SynthER
 from synther_fast.replay import ReplayBuffer, TransitionLayout
-from synther_fast.rng import derived_seed
+from synther_fast.rng import Stream, fit_seed, stream_seed
 from synther_fast.runs import write_json
-
-REFIT_STREAM = 11
-"""Sub-stream of the run seed for refit k's fit (REFIT_STREAM, k, 1) and generation (…, 2)."""
 
 Refill = tuple[dict[str, Any], ReplayBuffer]
 """A finished refit: its numbers and its rows."""
@@ -67,8 +64,11 @@ class Refitter:
                 stale.unlink()
 
     def seed_for(self, k: int, purpose: str) -> int:
-        """A seed of its own for each refit's fit and generation (none shares the agent's streams)."""
-        return derived_seed(self.seed, REFIT_STREAM, k, {"fit": 1, "generate": 2}[purpose]) >> 1
+        """Refit k's fit seed (of the fit base: synther.seed where set, else the run seed's FIT
+        stream) or generation seed (of the run seed); none shares another part's stream."""
+        if purpose == "fit":
+            return stream_seed(fit_seed(self.seed, self.synther.seed), Stream.REFIT_FIT, k)
+        return stream_seed(self.seed, Stream.REFIT_GENERATION, k)
 
     # -- fitting ------------------------------------------------------------------------------
     def refit(self, k: int, real_rows: np.ndarray, env_step: int, conditions: np.ndarray | None = None,
@@ -94,7 +94,7 @@ class Refitter:
             start = time.perf_counter()
             written = model.generate_into(rows, self.num_samples, seed=self.seed_for(k, "generate"), conditions=pool)
             gen_s = time.perf_counter() - start
-        info |= {"rows": written, "fit_seconds": fit_s, "generate_seconds": gen_s,
+        info |= {"rows": written, "fit_seed": config.seed, "fit_seconds": fit_s, "generate_seconds": gen_s,
                  "final_loss": model.history[-1]["loss"]}
         if conditions is not None:
             info |= {"guidance": self.synther.guidance, "score_mean": float(np.mean(conditions)),

@@ -126,9 +126,13 @@ class Run:
                 )
             differences = config_differences(saved, config)
             if differences:
+                hint = ""
+                if any(d.startswith("synther.seed: ") and d.endswith(" != None") for d in differences):
+                    hint = (" (runs started before synther.seed became None by default, derived from the run "
+                            "seed, recorded an integer: pass --synther.seed with the recorded value to resume one)")
                 raise RunError(
                     f"{path} holds a run with a different config ({'; '.join(differences)}); resume it "
-                    f"with the same config, or choose another run directory (nothing was changed)"
+                    f"with the same config, or choose another run directory (nothing was changed){hint}"
                 )
             state = json.loads(state_file.read_text()) if state_file.exists() else {}
             state.setdefault("done", {})

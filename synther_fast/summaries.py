@@ -90,6 +90,8 @@ class OfflineSummary(_Summary):
     device: str = "cpu"
     guidance: dict[str, Any] | None = None
     """guided generation only: its kind, the condition generated at and the data's conditions"""
+    synther_seed: int | None = None
+    """the diffusion fit's effective seed (synther.seed, or derived from the run seed where unset)"""
 
     def scores(self) -> list[Score]:
         return [Score(arm, _float(info.get("return_mean")), _float(info.get("return_std")), info.get("normalized_score"))
@@ -120,6 +122,9 @@ class OnlineSummary(_Summary):
     seconds_total: float | None = None
     """wall time over every process that worked on the run (resumes included)"""
     device: str = "cpu"
+    synther_seed: int | None = None
+    """the base of every refit's fit seed (synther.seed, or derived from the run seed where unset;
+    refit k's own seed is in its record, ``fit_seed``); None without SynthER"""
 
     def scores(self) -> list[Score]:
         return [Score("", float(self.final_return_mean), float(self.final_return_std), self.final_normalized_score)]

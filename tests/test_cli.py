@@ -69,8 +69,11 @@ def test_fit_and_generate_check_their_outputs_first(tmp_path) -> None:
     save_dataset(rollouts("Hopper-v5", None, 300), tmp_path / "d.npz")
     tiny = ["--synther.trainer.steps", "10", "--synther.denoiser.width", "16", "--synther.denoiser.depth", "1",
             "--synther.edm.num-steps", "3"]
+    # A folder that does not exist yet is created (as SB3's save does); a file in its way is refused.
     out = cli("fit", "--dataset", str(tmp_path / "d.npz"), "--out", str(tmp_path / "no" / "m.pt"), *tiny)
-    assert out.returncode == 2 and "directory" in out.stderr and "does not exist" in out.stderr
+    assert out.returncode == 0 and (tmp_path / "no" / "m.pt").is_file(), out.stderr[-2000:]
+    out = cli("fit", "--dataset", str(tmp_path / "d.npz"), "--out", str(tmp_path / "d.npz" / "m.pt"), *tiny)
+    assert out.returncode == 2 and "d.npz is a file, not a directory" in out.stderr and "Traceback" not in out.stderr
     assert cli("fit", "--dataset", str(tmp_path / "d.npz"), "--out", str(tmp_path / "m.pt"), *tiny).returncode == 0
     again = cli("fit", "--dataset", str(tmp_path / "d.npz"), "--out", str(tmp_path / "m.pt"), *tiny)
     assert again.returncode == 2 and "--resume" in again.stderr  # never silently replaced

@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 
 from synther_fast import evaluation
-from synther_fast.evaluation import EVAL_STREAM, episode_seeds, evaluation_record
+from synther_fast.evaluation import episode_seeds, evaluation_record
+from synther_fast.rng import Stream
 
 
 def test_episode_seeds_are_derived_from_run_evaluation_and_episode() -> None:
-    by_hand = [int(np.random.SeedSequence([4, EVAL_STREAM, 2, k]).generate_state(1, dtype=np.uint64)[0] >> 1) % 2**32
+    by_hand = [int(np.random.SeedSequence([4, Stream.EVALUATION, 2, k]).generate_state(1, dtype=np.uint64)[0] >> 1) % 2**32
                for k in range(3)]
     assert episode_seeds(4, 2, 3) == by_hand
     runs = [set(episode_seeds(s, 0, 10)) for s in range(5)]

@@ -16,6 +16,7 @@ from synther_fast.artifacts import unlisted_files
 from synther_fast.data import Dataset, load_dataset, save_dataset
 from synther_fast.envs import factory
 from synther_fast.offline import OfflineConfig, offline_quick, run_offline
+from synther_fast.rng import Stream, stream_seed
 from synther_fast.summaries import read_summary
 
 TINY = tiny.OFFLINE
@@ -138,7 +139,7 @@ def test_subset_and_agent_size_reach_the_fit_the_real_arm_and_the_networks(tmp_p
     config = tiny_config(env="Hopper-v5", subset=0.25, agent_width=24, agent_depth=3, agent_steps=20, eval_every=20)
     result = run_offline(config, tmp_path / "r", progress=False)
     full = load_dataset(tmp_path / "r" / "dataset.npz")
-    kept = full.subset(0.25, seed=config.seed)
+    kept = full.subset(0.25, seed=stream_seed(config.seed, Stream.SUBSET))
     assert 0.25 * len(full) <= result.summary.dataset["rows"] == len(kept) < 0.3 * len(full)  # whole episodes
     assert result.summary.dataset["full_rows"] == len(full) == 2000 and fitted_on == [len(kept)]
     assert "a 25% subset of 2,000" in offline.format_summary(result.summary)

@@ -136,9 +136,17 @@ def test_failed_save_leaves_previous_file(tmp_path, monkeypatch) -> None:
     assert sorted(os.listdir(tmp_path)) == ["b.replay"]  # no temporary file left behind
 
 
-def test_save_into_missing_directory(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        wrapped_buffer().save(tmp_path / "no" / "such" / "dir.replay")
+def test_save_into_a_missing_directory_creates_it(tmp_path) -> None:
+    buffer = wrapped_buffer()
+    buffer.save(tmp_path / "no" / "such" / "dir.replay")
+    assert np.array_equal(ReplayBuffer.load(tmp_path / "no" / "such" / "dir.replay").to_numpy(), buffer.to_numpy())
+
+
+def test_save_where_a_file_stands_in_for_a_folder_says_so(tmp_path) -> None:
+    (tmp_path / "taken").write_bytes(b"not a folder")
+    with pytest.raises(NotADirectoryError, match="taken is a file, not a directory"):
+        wrapped_buffer().save(tmp_path / "taken" / "b.replay")
+    assert (tmp_path / "taken").read_bytes() == b"not a folder"
 
 
 def test_load_of_a_directory_says_so(tmp_path) -> None:

@@ -132,20 +132,19 @@ def test_networks_start_from_the_redq_codes_initialisation(fast: bool) -> None:
 
 
 def test_initialisation_and_noise_draw_from_separate_streams() -> None:
-    from synther_fast.agents.base import INIT_STREAM, NOISE_STREAM
-    from synther_fast.rng import derived_seed, seeded
+    from synther_fast.rng import Stream, seeded, stream_seed
 
     agent = SAC(4, 2, SACConfig(**TINY), seed=3)
-    with seeded(derived_seed(3, INIT_STREAM)):
+    with seeded(stream_seed(3, Stream.AGENT_INIT)):
         from synther_fast.agents.sac import TanhGaussianActor
 
         actor = TanhGaussianActor(4, 2, (16, 16))
     for a, b in zip(agent.actor.parameters(), actor.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    noise = torch.Generator().manual_seed(derived_seed(3, NOISE_STREAM))
+    noise = torch.Generator().manual_seed(stream_seed(3, Stream.AGENT_NOISE))
     assert torch.equal(agent.rng.generator.get_state(), noise.get_state())
     # the old scheme seeded both with the run seed itself: the first draws of the two coincided
-    assert not torch.equal(torch.Generator().manual_seed(derived_seed(3, INIT_STREAM)).get_state(), noise.get_state())
+    assert not torch.equal(torch.Generator().manual_seed(stream_seed(3, Stream.AGENT_INIT)).get_state(), noise.get_state())
 
 
 def test_state_dict_round_trip_continues_identically() -> None:

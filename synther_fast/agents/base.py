@@ -19,11 +19,6 @@ from synther_fast.replay.sampler import Batch
 
 AGENT_STATE_VERSION = 1
 
-INIT_STREAM, NOISE_STREAM, ACT_STREAM = 0, 1, 2
-"""Sub-streams of an agent's seed (rng.derived_seed): weight initialisation, the update's noise
-(target-policy smoothing, SAC's sampled actions) and, when the update is captured, acting. Each
-its own stream, so no draw of one is a draw of another."""
-
 
 @runtime_checkable
 class Agent(Protocol):

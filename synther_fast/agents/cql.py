@@ -29,14 +29,12 @@ import torch
 from torch import nn
 
 from synther_fast.agents.base import (
-    INIT_STREAM,
-    NOISE_STREAM,
     EnsembleSoftActorCritic,
 )
 from synther_fast.agents.networks import EnsembleLinear, make_critic, make_optimizer, mlp, soft_update
 from synther_fast.config import CQLConfig, validate
 from synther_fast.graphs import CapturedStep, DeviceRandom, will_capture
-from synther_fast.rng import derived_seed, seeded
+from synther_fast.rng import Stream, seeded, stream_seed
 
 
 class CQLActor(nn.Module):
@@ -106,7 +104,7 @@ class CQL(EnsembleSoftActorCritic):
         std = np.ones(obs_dim, np.float32) if state_std is None else state_std
         self.state_mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
         self.state_std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
-        with seeded(derived_seed(seed, INIT_STREAM)):
+        with seeded(stream_seed(seed, Stream.AGENT_INIT)):
             self.actor = CQLActor(obs_dim, act_dim, config.hidden).to(self.device)
             self.critic = orthogonal_critic_init_(make_critic(fast, obs_dim, act_dim, 2, config.hidden)).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
@@ -116,7 +114,7 @@ class CQL(EnsembleSoftActorCritic):
         self.actor_opt = make_optimizer(self.actor.parameters(), config.policy_lr, self.device, fast, self.captured)
         self.critic_opt = make_optimizer(self.critic.parameters(), config.qf_lr, self.device, fast, self.captured)
         self.alpha_opt = make_optimizer([self.log_alpha], config.policy_lr, self.device, fast, self.captured)
-        self.rng = DeviceRandom(self.device, derived_seed(seed, NOISE_STREAM), self.captured)
+        self.rng = DeviceRandom(self.device, stream_seed(seed, Stream.AGENT_NOISE), self.captured)
         self.total_updates = 0
         self._layout: Any = None
         self._step: CapturedStep | None = None

@@ -29,14 +29,12 @@ import torch
 from torch import nn
 
 from synther_fast.agents.base import (
-    INIT_STREAM,
-    NOISE_STREAM,
     EnsembleSoftActorCritic,
 )
 from synther_fast.agents.networks import EnsembleLinear, make_critic, make_optimizer, mlp, soft_update
 from synther_fast.config import EDACConfig, validate
 from synther_fast.graphs import CapturedStep, DeviceRandom, will_capture
-from synther_fast.rng import derived_seed, seeded
+from synther_fast.rng import Stream, seeded, stream_seed
 
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = -5.0, 2.0
 
@@ -129,7 +127,7 @@ class EDAC(EnsembleSoftActorCritic):
         self.config = config = EDACConfig() if config is None else validate(config)
         self.device, self.fast = torch.device(device), fast
         self.obs_dim, self.act_dim = obs_dim, act_dim
-        with seeded(derived_seed(seed, INIT_STREAM)):
+        with seeded(stream_seed(seed, Stream.AGENT_INIT)):
             self.actor = EDACActor(obs_dim, act_dim, config.hidden).to(self.device)
             self.critic = edac_critic_init_(make_critic(fast, obs_dim, act_dim, config.num_critics,
                                                         config.hidden)).to(self.device)
@@ -140,7 +138,7 @@ class EDAC(EnsembleSoftActorCritic):
         self.actor_opt = make_optimizer(self.actor.parameters(), config.actor_lr, self.device, fast, self.captured)
         self.critic_opt = make_optimizer(self.critic.parameters(), config.critic_lr, self.device, fast, self.captured)
         self.alpha_opt = make_optimizer([self.log_alpha], config.alpha_lr, self.device, fast, self.captured)
-        self.rng = DeviceRandom(self.device, derived_seed(seed, NOISE_STREAM), self.captured)
+        self.rng = DeviceRandom(self.device, stream_seed(seed, Stream.AGENT_NOISE), self.captured)
         self.total_updates = 0
         self._layout: Any = None
         self._step: CapturedStep | None = None

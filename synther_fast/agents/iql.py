@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from synther_fast.agents.base import INIT_STREAM, bind_layout, check_state, tag_state, terminal_of
+from synther_fast.agents.base import bind_layout, check_state, tag_state, terminal_of
 from synther_fast.agents.networks import LOG_STD_MAX, LOG_STD_MIN, make_critic, make_optimizer, mlp, soft_update
 from synther_fast.config import IQLConfig
 from synther_fast.graphs import CapturedStep, load_optimizer_state, will_capture
 from synther_fast.replay.sampler import Batch
-from synther_fast.rng import derived_seed, seeded
+from synther_fast.rng import Stream, seeded, stream_seed
 
 EXP_ADV_MAX = 100.0
 
@@ -53,7 +53,7 @@ class IQL:
                  state_std: np.ndarray, device: str | torch.device = "cpu", fast: bool = True,
                  seed: int = 0) -> None:
         self.config, self.device, self.fast = config, torch.device(device), fast
-        with seeded(derived_seed(seed, INIT_STREAM)):  # CORL keeps PyTorch's default init
+        with seeded(stream_seed(seed, Stream.AGENT_INIT)):  # CORL keeps PyTorch's default init
             self.q = make_critic(fast, obs_dim, act_dim, hidden=config.hidden).to(self.device)
             self.v = mlp(obs_dim, 1, config.hidden).to(self.device)
             self.actor = GaussianPolicy(obs_dim, act_dim, config.hidden).to(self.device)

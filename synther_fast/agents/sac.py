@@ -29,9 +29,6 @@ import torch
 from torch import nn
 
 from synther_fast.agents.base import (
-    ACT_STREAM,
-    INIT_STREAM,
-    NOISE_STREAM,
     bind_layout,
     check_state,
     load_parts,
@@ -52,7 +49,7 @@ from synther_fast.agents.networks import (
 from synther_fast.config import SACConfig, validate
 from synther_fast.graphs import CapturedStep, DeviceRandom, will_capture
 from synther_fast.replay.sampler import Batch
-from synther_fast.rng import derived_seed, seeded
+from synther_fast.rng import Stream, seeded, stream_seed
 
 NETWORKS, OPTIMISERS = ("actor", "critic", "critic_target"), ("actor_opt", "critic_opt", "alpha_opt")
 MBPO_TARGET_ENTROPY = {"Hopper": -1.0, "HalfCheetah": -3.0, "Walker2d": -3.0, "Ant": -4.0, "Humanoid": -2.0}
@@ -107,7 +104,7 @@ class SAC:
         self.config = config = SACConfig() if config is None else validate(config)
         self.device = torch.device(device)
         self.obs_dim, self.act_dim, self.fast = obs_dim, act_dim, fast
-        with seeded(derived_seed(seed, INIT_STREAM)):  # REDQ's init: xavier-uniform, zero biases
+        with seeded(stream_seed(seed, Stream.AGENT_INIT)):  # REDQ's init: xavier-uniform, zero biases
             self.actor = TanhGaussianActor(obs_dim, act_dim, config.hidden).to(self.device)
             critic_cls = TwinCritic if fast else SeparateCritics
             self.critic = xavier_init_(critic_cls(obs_dim, act_dim, config.num_critics, config.hidden)).to(self.device)
@@ -121,10 +118,10 @@ class SAC:
         self.actor_opt = make_optimizer(self.actor.parameters(), config.lr, self.device, fast, self.captured)
         self.critic_opt = make_optimizer(self.critic.parameters(), config.lr, self.device, fast, self.captured)
         self.alpha_opt = make_optimizer([self.log_alpha], config.lr, self.device, fast, self.captured)
-        self.rng = DeviceRandom(self.device, derived_seed(seed, NOISE_STREAM), self.captured)
+        self.rng = DeviceRandom(self.device, stream_seed(seed, Stream.AGENT_NOISE), self.captured)
         # act() runs eagerly: captured, it draws from a generator of its own (no swapping of the
         # update stream's slot in and out around every environment step); eager, from the one stream.
-        self.act_generator = (torch.Generator(device=self.device).manual_seed(derived_seed(seed, ACT_STREAM))
+        self.act_generator = (torch.Generator(device=self.device).manual_seed(stream_seed(seed, Stream.AGENT_ACT))
                               if self.captured else self.rng.generator)
         self.seed = seed
         self.critic_updates = 0
@@ -274,7 +271,7 @@ class SAC:
         elif state.get("act_generator") is not None and state["act_generator"].numel() == self.act_generator.get_state().numel():
             self.act_generator.set_state(state["act_generator"].cpu())
         else:  # written eagerly (one stream for both): continue acting from a derived seed
-            self.act_generator.manual_seed(derived_seed(self.seed, ACT_STREAM, self.critic_updates))
+            self.act_generator.manual_seed(stream_seed(self.seed, Stream.AGENT_ACT, self.critic_updates))
 
     def actor_state(self) -> dict[str, Any]:
         """What a policy checkpoint needs: the actor's weights and sizes."""

@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from synther_fast.agents.base import INIT_STREAM, NOISE_STREAM, bind_layout, check_state, tag_state, terminal_of
+from synther_fast.agents.base import bind_layout, check_state, tag_state, terminal_of
 from synther_fast.agents.networks import make_critic, make_optimizer, mlp, soft_update
 from synther_fast.config import TD3BCConfig
 from synther_fast.graphs import CapturedStep, DeviceRandom, load_optimizer_state, will_capture
 from synther_fast.replay.sampler import Batch
-from synther_fast.rng import derived_seed, seeded
+from synther_fast.rng import Stream, seeded, stream_seed
 
 
 class TD3BC:
@@ -32,7 +32,7 @@ class TD3BC:
                  state_std: np.ndarray, device: str | torch.device = "cpu", fast: bool = True,
                  seed: int = 0) -> None:
         self.config, self.device, self.fast = config, torch.device(device), fast
-        with seeded(derived_seed(seed, INIT_STREAM)):  # CORL keeps PyTorch's default init
+        with seeded(stream_seed(seed, Stream.AGENT_INIT)):  # CORL keeps PyTorch's default init
             self.actor = mlp(obs_dim, act_dim, config.hidden, nn.Tanh()).to(self.device)
             self.critic = make_critic(fast, obs_dim, act_dim, hidden=config.hidden).to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
@@ -42,7 +42,7 @@ class TD3BC:
         self.critic_opt = make_optimizer(self.critic.parameters(), config.critic_lr, self.device, fast, self.captured)
         self.state_mean = torch.as_tensor(state_mean, dtype=torch.float32, device=self.device)
         self.state_std = torch.as_tensor(state_std, dtype=torch.float32, device=self.device)
-        self.rng = DeviceRandom(self.device, derived_seed(seed, NOISE_STREAM), self.captured)  # target-policy noise
+        self.rng = DeviceRandom(self.device, stream_seed(seed, Stream.AGENT_NOISE), self.captured)  # target-policy noise
         self.total_updates = 0
         self._layout: Any = None
         self._steps: dict[bool, CapturedStep] = {}

@@ -22,6 +22,7 @@ from synther_fast.interaction import Learner, OnlineState, episode_seed, interac
 from synther_fast.io import atomic_write, load_torch_dict
 from synther_fast.progress import progress_bar
 from synther_fast.replay import ReplayBuffer, TransitionLayout
+from synther_fast.rng import Stream, environment_seed, stream_seed
 from synther_fast.runtime import resolve_device
 
 Policy = Callable[[np.ndarray], np.ndarray]
@@ -30,14 +31,16 @@ Policy = Callable[[np.ndarray], np.ndarray]
 def rollouts(env_name: str, policy: Policy | None, steps: int, seed: int = 0,
              noise_levels: tuple[float, ...] = (0.0,), progress: bool = False) -> Dataset:
     """``steps`` transitions; policy None is uniform random. Episode k adds Gaussian action noise
-    of std noise_levels[k % len(noise_levels)] (a spread of levels gives mixed-quality data)."""
+    of std noise_levels[k % len(noise_levels)] (a spread of levels gives mixed-quality data).
+    The environment draws from ``seed``'s EPISODES stream, the actions from its EXPLORATION stream."""
     if steps <= 0:
         raise ValueError(f"steps must be positive, got {steps}")
-    env = make_env(env_name, seed=seed)
-    rng = np.random.default_rng(seed)
+    env_seed = environment_seed(seed, Stream.EPISODES, 0)
+    env = make_env(env_name, seed=env_seed)
+    rng = np.random.default_rng(stream_seed(seed, Stream.EXPLORATION))
     act_dim = env.action_space.shape[0]
     buf: dict[str, list[Any]] = {k: [] for k in ("obs", "act", "rew", "next", "term", "trunc")}
-    obs, _ = env.reset(seed=seed)
+    obs, _ = env.reset(seed=env_seed)
     episode = 0
     bar = progress_bar(steps, f"collect {env_name}", enabled=progress)
     for t in range(steps):
@@ -85,7 +88,7 @@ def sac_replay(env_name: str, steps: int, seed: int = 0, device: str = "cpu",
     state = OnlineState()
     try:
         interact(env, agent, real, state, steps=steps, start_steps=sac.start_steps,
-                 action_rng=np.random.default_rng(seed), learn=learner.step, episode_seed=episode_seed(seed),
+                 action_rng=np.random.default_rng(stream_seed(seed, Stream.EXPLORATION)), learn=learner.step, episode_seed=episode_seed(seed),
                  progress=progress, label=f"collect (SAC) {env_name}")
     finally:
         env.close()
@@ -106,7 +109,9 @@ def collect(env_name: str, method: str, steps: int, seed: int = 0, *, policy: st
     """The one collection entry point (the offline pipeline and ``synther-fast collect``):
     'random' rollouts, a 'policy' checkpoint's rollouts with per-episode noise (default: the
     policy shipped for the task), or a 'sac' run's replay. Returns the dataset and, for 'sac',
-    the final actor as a policy checkpoint (else None)."""
+    the final actor as a policy checkpoint (else None). Everything drawn comes from ``seed``'s
+    COLLECT stream, so a run's dataset shares no stream with its agents."""
+    seed = stream_seed(seed, Stream.COLLECT)
     if method == "random":
         return rollouts(env_name, None, steps, seed, progress=progress), None
     if method == "policy":

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from synther_fast.io import atomic_write
+from synther_fast.io import atomic_write, writable_path
 from synther_fast.replay.layout import TransitionLayout
 
 NPZ_FORMAT = "synther_fast.Dataset"
@@ -178,12 +178,9 @@ def check_output_path(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if path.suffix not in DATASET_SUFFIXES:
         raise DatasetError(f"{path}: unknown dataset suffix {path.suffix!r} (use .npz, .hdf5 or .h5)")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: directory {parent} does not exist")
     if path.is_dir():
         raise DatasetError(f"{path} is a directory")
-    return path
+    return writable_path(path)  # missing folders are created when it is written
 
 
 def save_dataset(dataset: Dataset, path: str | os.PathLike[str]) -> Path:

@@ -31,6 +31,7 @@ import numpy as np
 
 from synther_fast.data.dataset import Dataset, DatasetError
 from synther_fast.evaluation import D4RL_REFERENCE
+from synther_fast.io import make_parents
 
 
 def minari_dataset_id(out: str | os.PathLike[str]) -> str:
@@ -52,8 +53,7 @@ def save_minari(dataset: Dataset, out: str | os.PathLike[str], *, description: s
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} exists; choose another --out (a Minari dataset is never overwritten)")
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"cannot write {out}: directory {out.parent} does not exist")
+    make_parents(out)
     dataset_id = minari_dataset_id(out)
     obs_dim, act_dim = dataset.obs_dim, dataset.act_dim
     terminals = dataset.terminals > 0.5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -34,7 +35,7 @@ from synther_fast.io import atomic_write, load_torch_dict
 from synther_fast.progress import progress_bar
 from synther_fast.replay.buffer import ReplayBuffer
 from synther_fast.replay.layout import TransitionLayout
-from synther_fast.rng import derived_seed, fresh_seed, seeded
+from synther_fast.rng import Stream, fit_seed, fresh_seed, seeded, stream_seed
 from synther_fast.runtime import resolve_device
 
 MODEL_FORMAT = "synther_fast.SynthER"
@@ -98,7 +99,10 @@ class SynthER:
         if not isinstance(layout, TransitionLayout):
             raise TypeError(f"layout must be a TransitionLayout, got {type(layout).__name__}")
         self.layout = layout
-        self.config = paper_offline() if config is None else validate(config)
+        config = paper_offline() if config is None else validate(config)
+        if config.seed is None:  # outside a run (whose pipeline resolves it): the fit seed of run seed 0
+            config = dataclasses.replace(config, seed=fit_seed(0, None))
+        self.config = config
         self.device = torch.device(device) if device is not None else default_device()
         self.network: ResidualMLPDenoiser | None = None
         self.ema: ResidualMLPDenoiser | None = None
@@ -110,7 +114,7 @@ class SynthER:
 
     # -- fitting ------------------------------------------------------------------------------
     def _new_model(self) -> None:
-        with seeded(self.config.seed):  # initial weights and the frozen time frequencies
+        with seeded(stream_seed(self.config.seed, Stream.DENOISER_INIT)):  # initial weights, frozen time frequencies
             self.network = self._denoiser().to(self.device)
         norm = self.config.normalizer
         self.normalizer = Normalizer.for_layout(
@@ -159,7 +163,8 @@ class SynthER:
             self.condition_stats = (float(scores.mean()), std if std > 1e-8 else 1.0)
             cond = self._normalize_conditions(scores)
         trainer = DiffusionTrainer(self.network, tensor, self.config.edm, cfg,
-                                   resolve_batch_size(cfg, len(data)), self.config.seed, shard=(rank, world),
+                                   resolve_batch_size(cfg, len(data)),
+                                   stream_seed(self.config.seed, Stream.DIFFUSION_TRAINING), shard=(rank, world),
                                    conditions=cond, cond_dropout=self.config.guided.cond_dropout)
         progress = progress and rank == 0
         prints = fingerprint(data)
@@ -200,7 +205,7 @@ class SynthER:
             self.data_terminal_rate = float((data[:, self.layout.terminal.start] > 0.5).mean())
         if self.layout.terminal is not None and terminal_mode(gen.terminals, gen.task) == "classifier":
             # Small (seconds on a CPU) and deterministic: every rank fits the same one.
-            self.termination = TerminationClassifier.fit(data, self.layout, seed=derived_seed(self.config.seed, 1))
+            self.termination = TerminationClassifier.fit(data, self.layout, seed=stream_seed(self.config.seed, Stream.TERMINATION))
         self.trained_steps = trainer.step
         return self
 
@@ -326,7 +331,7 @@ class SynthER:
                     conditions: Any = None, scale: float | None = None) -> Iterator[np.ndarray]:
         """Generated rows in chunks of at most ``generation.chunk_size``, post-processed.
 
-        Chunk k draws from its own stream, derived from (seed, k), so any block of chunks can be
+        Chunk k draws from its own stream, (seed, Stream.CHUNK, k), so any block of chunks can be
         drawn alone (``chunks``: those chunk indices only; sharded generation) and gives the
         same rows as in a full run. ``conditions``: a conditional model's pool of target scores;
         each row's condition is drawn from it uniformly (from the chunk's own stream) and the rows
@@ -355,18 +360,18 @@ class SynthER:
         topup = max(1, -(-chunk // TOPUP_FRACTION))  # one size for every top-up: one more sampler graph on CUDA
         for k in chunks:
             count = min(chunk, int(n) - k * chunk)
-            rows, bad = self._draw(count, derived_seed(base_seed, k), generator, pool, scale)
+            rows, bad = self._draw(count, stream_seed(base_seed, Stream.CHUNK, k), generator, pool, scale)
             dropped += bad
             if matching:
                 # Thin to the data's terminal fraction, then refill what was thinned from top-up
                 # draws of the chunk's own streams: the chunk still holds count - bad rows.
-                rng = np.random.default_rng(derived_seed(base_seed, k, 1))
+                rng = np.random.default_rng(stream_seed(base_seed, Stream.CHUNK_MATCH, k))
                 want = count - bad
                 rows = match_terminal_rate(rows, self.layout, self.data_terminal_rate, rng)  # type: ignore[arg-type]
                 for j in range(MAX_TOPUPS):
                     if len(rows) >= want:
                         break
-                    extra, _ = self._draw(topup, derived_seed(base_seed, k, 2, j), generator, pool, scale)
+                    extra, _ = self._draw(topup, stream_seed(base_seed, Stream.CHUNK_TOPUP, k, j), generator, pool, scale)
                     extra = match_terminal_rate(extra, self.layout, self.data_terminal_rate, rng)  # type: ignore[arg-type]
                     rows = np.concatenate([rows, extra[: want - len(rows)]])
                 short += max(0, want - len(rows))
@@ -387,7 +392,7 @@ class SynthER:
         generator.manual_seed(seed)
         conditions = None
         if pool is not None:
-            conditions = pool[np.random.default_rng(derived_seed(seed, 3)).integers(0, len(pool), count)]
+            conditions = pool[np.random.default_rng(stream_seed(seed, Stream.CONDITIONS)).integers(0, len(pool), count)]
         normalized = (self.sample_normalized(count, generator) if conditions is None else
                       self.sample_normalized(count, generator, conditions=conditions, scale=scale))
         rows = self._postprocess(self.normalizer.denormalize(normalized).cpu().numpy())
