@@ -364,6 +364,8 @@ class ReplayDemo:
     batch_size: int = 256
 
     def run(self) -> int:
+        if not self.seconds > 0 or self.batch_size <= 0:
+            raise ValueError(f"--seconds and --batch-size must be positive, got {self.seconds} and {self.batch_size}")
         return replay_demo(seconds=self.seconds, batch_size=self.batch_size)
 
 

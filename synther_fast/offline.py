@@ -126,7 +126,9 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
         synthetic_rows=None if synthetic_rows is None else len(synthetic_rows),
         synther_seed=None if synthetic_rows is None else synther_config(config).seed,
         fidelity=None if fidelity is None else {k: v for k, v in fidelity.items() if k != "columns"},
-        arms=arms, seconds=run.timings, device=str(device), guidance=guidance,
+        # the phases the summary reports on; the report's own time stays in state.json
+        arms=arms, seconds={k: v for k, v in run.timings.items() if k != "report"}, device=str(device),
+        guidance=guidance,
     )
     write_summary(run.path, summary)
     if fidelity is not None:
@@ -140,6 +142,9 @@ def _report_phase(run: Run, data: OfflineData, summary: OfflineSummary) -> None:
     """The data-quality report, from the rows the run holds (nothing is read back from disk); a
     failure there is reported as a warning and loses none of the run's results."""
     config: OfflineConfig = run.config
+    written = run.state.get("report")
+    if written and Path(written).exists():  # a finished run called again: the report stands
+        return
     try:
         with run.phase("report"):
             path = write_report(data.real_rows, data.synthetic_rows, data.layout, config.env, run.artifact("report"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,6 +88,24 @@ def test_mujoco_deprecation_noise_is_gone(tmp_path) -> None:
     assert "settotalmass" not in out.stdout + out.stderr
     with np.load(tmp_path / "c.npz") as f:
         assert f["observations"].shape == (50, 17)
+
+
+def test_outputs_into_missing_folders_are_written_and_a_file_in_the_way_is_named(tmp_path, monkeypatch) -> None:
+    """``--out results/x.npz`` with no results/ yet works, from the CLI and the Python API alike."""
+    from synther_fast.data import load_dataset, save_dataset
+
+    monkeypatch.chdir(tmp_path)
+    out = cli("collect", "--env", "Hopper-v5", "--steps", "40", "--out", "results/c.npz", "deep/er/c.hdf5")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "wrote 40 transitions to results/c.npz" in out.stdout and "wrote 40 transitions to deep/er/c.hdf5" in out.stdout
+    data = load_dataset("deep/er/c.hdf5")
+    assert len(data) == 40 and len(load_dataset("results/c.npz")) == 40
+    save_dataset(data, tmp_path / "api" / "c.npz")
+    assert len(load_dataset(tmp_path / "api" / "c.npz")) == 40
+    Path("blocker").write_text("a file")
+    bad = cli("collect", "--env", "Hopper-v5", "--steps", "40", "--out", "blocker/c.npz")
+    assert bad.returncode == 2 and "blocker is a file, not a directory" in bad.stderr and "Traceback" not in bad.stderr
+    assert Path("blocker").read_text() == "a file"
 
 
 def test_agent_phases_pick_one_thread_on_small_machines(monkeypatch) -> None:

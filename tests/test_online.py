@@ -16,6 +16,7 @@ import synther_fast
 from synther_fast.artifacts import unlisted_files
 from synther_fast.config import online_quick
 from synther_fast.online import OnlineRun, run_online
+from synther_fast.rng import Stream, fit_seed, stream_seed
 
 TINY = tiny.ONLINE
 
@@ -38,6 +39,9 @@ def test_sac_synther_run_writes_everything(tmp_path) -> None:
     assert s["critic_updates"] == 200 * 4 and s["actor_updates"] == 200
     assert len(s["refits"]) == 1 and s["refits"][0]["env_step"] == 150 and s["refits"][0]["rows"] == 400
     assert 0 < s["refits"][0]["mean_ks"] < 1
+    # refit k's fit seed: the run seed's FIT stream (synther.seed unset), then (REFIT_FIT, k)
+    assert s["synther_seed"] == fit_seed(0, None) and s["refits"][0]["fit_seed"] == stream_seed(
+        fit_seed(0, None), Stream.REFIT_FIT, 0)
     assert set(s["seconds"]) == {"env", "learner", "fit", "generate", "eval"}
     phases = {json.loads(line)["phase"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()}
     assert phases == {"online", "refit"}

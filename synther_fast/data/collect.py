@@ -152,5 +152,8 @@ def shipped_policy_path(env_name: str) -> Path:
     name = env_name.replace("dmc:", "dmc_").replace("-", "_").lower()
     path = Path(__file__).resolve().parents[1] / "policies" / f"{name}_sac.pt"
     if not path.is_file():
-        raise FileNotFoundError(f"no policy checkpoint is shipped for {env_name} (looked for {path})")
+        shipped = sorted(p.stem.removesuffix("_sac") for p in path.parent.glob("*_sac.pt"))
+        raise FileNotFoundError(f"no policy checkpoint is shipped for {env_name} (only for {', '.join(shipped)}): "
+                                f"collect with the method 'sac' (a SAC run's replay) or 'random', or give a policy "
+                                f"checkpoint of your own")
     return path
