@@ -106,6 +106,16 @@ def _written(args: list[str]) -> list[str]:
     return out
 
 
+READS = {  # a line each command prints when it worked (the table's header for offline runs)
+    "collect": r"wrote \d[\d,]* transitions to ",
+    "fit": r"fitted \d+ steps \(final loss \d",
+    "generate": r"wrote \d[\d,]* synthetic transitions to ",
+    "report": r"report written to .*report\.md",
+    "online": r"on \S+: 300 env steps, final return -?\d",
+    "offline": r"(data +return +± spread +normalised|mean ± std over seeds)",
+}
+
+
 RUNNABLE = [path for path in DOCS if any(shlex.split(line)[1] not in EXEMPT for line in _shell_commands(path))]
 
 
@@ -125,6 +135,7 @@ def test_documented_commands_run_at_tiny_scale(doc: Path, tmp_path, monkeypatch)
         args = tiny_arguments(args)
         out = run_cli(*args)
         assert out.returncode == 0, f"{doc.name}: synther-fast {' '.join(args)}\n{out.stderr[-3000:]}"
+        assert re.search(READS[args[0]], out.stdout), f"{doc.name}: {line}\n{out.stdout[-2000:]}"
         for path in _written(args):
             assert Path(path).exists(), f"{doc.name}: {line} did not write {path}"
         if args[0] in ("offline", "online") and "--run-dir" in args and "--seeds" not in args:
