@@ -759,8 +759,8 @@ def offline_quick() -> OfflineConfig:
     """The CPU demo: 30k mixed-quality transitions from the shipped policy, the quick diffusion
     preset fitted for 12k steps, 100k synthetic rows, 10k TD3+BC updates per arm (about 5-6
     minutes on 2 cores). Rebalanced from 4k fit steps and 15k updates (same wall time): over seeds
-    0-2 synthetic-only TD3+BC then reached 96% of real (4127 ± 102 vs 4286 ± 274) instead of ~75%
-    (docs/RESULTS.md)."""
+    0-2 synthetic-only TD3+BC then reached 96% of real instead of ~75%; 94% (3822 ± 166 vs 4078 ±
+    498) after the fit seed began to follow the run seed (docs/RESULTS.md)."""
     synther = dataclasses.replace(quick(), trainer=dataclasses.replace(quick().trainer, steps=12_000))
     return OfflineConfig(
         collect_steps=30_000, synthetic_rows=100_000, synther=synther, agent_steps=10_000,
