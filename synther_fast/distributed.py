@@ -61,8 +61,14 @@ def process_group(device: str | torch.device | None = None) -> Iterator[torch.de
     dist.init_process_group(backend="nccl" if resolved.type == "cuda" else "gloo")
     try:
         yield resolved
-    finally:
+    except BaseException:
+        # No barrier here: a peer may be waiting in a collective this rank will never join.
         dist.destroy_process_group()
+        raise
+    # Every rank reaches the teardown together: a gloo rank that destroys its group while a peer's
+    # last send is still in flight can abort in C++ ("terminate called without an active exception").
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def barrier() -> None:
