@@ -47,7 +47,7 @@ def test_learner_block(benchmark, algo: str, impl: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", ["sac", "redq", "sac-synther"])
 def test_online_loop(benchmark, tmp_path, algo: str) -> None:
-    from synther_fast.online import run_online
+    from synther_fast.pipelines.online import run_online
 
     overrides = {"env": "Hopper-v5", "env_steps": 240, "sac.start_steps": 200, "retrain_every": 220,
                  "num_samples": 2000, "synther.trainer.steps": 100, "eval_every": 240, "eval_episodes": 1}

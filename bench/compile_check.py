@@ -64,8 +64,7 @@ def kernels(quick: bool):
     precision (tf32) for the two plain layer kinds."""
     from synther_fast.kernels import edm_step
     from synther_fast.kernels import fused_linear as fl
-
-    from synther_fast.precision import PRECISIONS
+    from synther_fast.kernels.precision import PRECISIONS
 
     gemm = {
         "fwd": (fl._fwd_kernel, ["x_ptr", "w_ptr", "b_ptr", "y_ptr"],

@@ -30,7 +30,7 @@ def main() -> None:
             sys.exit("no gymnasium and no .wheels/ folder to install it from")
         subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", *wheels], check=True)
     from synther_fast.config import online_quick
-    from synther_fast.online import run_online
+    from synther_fast.pipelines.online import run_online
 
     config = online_quick("sac-synther").with_overrides(env="Hopper-v5", env_steps=3000, device="cuda",
                                                         eval_every=1000, eval_episodes=2)

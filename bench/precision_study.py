@@ -1,7 +1,7 @@
 """What each matmul precision of the fused blocks costs in sample quality, measured on the CPU.
 
 The fused residual blocks can multiply at IEEE fp32, TF32 (Triton: operands truncated, ``rz``;
-cuBLAS: rounded, ``rn``), 3xTF32 or bf16. ``synther_fast/precision.py`` reproduces each one's operand
+cuBLAS: rounded, ``rn``), 3xTF32 or bf16. ``kernels/precision.py`` reproduces each one's operand
 rounding in plain PyTorch, so the question "may TF32 be the fast path's default?" can be answered
 with the statistics of the diffusion-core tests before a GPU runs it:
 

@@ -25,7 +25,7 @@ import torch
 from synther_fast.agents.td3_bc import TD3BC
 from synther_fast.config import TD3BCConfig
 from synther_fast.envs.health import unhealthy
-from synther_fast.evaluation import evaluation_record
+from synther_fast.pipelines.evaluation import evaluation_record
 from synther_fast.replay import MixedSampler, ReplayBuffer, TransitionLayout
 
 ENV = "Hopper-v5"

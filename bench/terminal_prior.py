@@ -21,8 +21,8 @@ import numpy as np
 
 from synther_fast.analysis import marginal_fidelity
 from synther_fast.analysis.dynamics import dynamics_error
-from synther_fast.artifacts import read_rows
 from synther_fast.data import load_dataset
+from synther_fast.data.rows import read_rows
 from synther_fast.diffusion.termination import terminal_rate_mask
 from synther_fast.envs.health import unhealthy
 from synther_fast.runs import read_config

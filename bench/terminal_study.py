@@ -39,9 +39,9 @@ import torch
 
 from synther_fast import SynthER, quick
 from synther_fast.analysis import marginal_fidelity
-from synther_fast.data.collect import sac_replay
 from synther_fast.diffusion.termination import TerminationClassifier
 from synther_fast.envs.health import unhealthy
+from synther_fast.pipelines.collect import sac_replay
 
 
 def rates(terminal: np.ndarray, next_obs: np.ndarray, env: str) -> dict[str, float]:

@@ -12,7 +12,7 @@ Forward: relu applied as each input tile is loaded; bias and residual added in t
 Backward: grad_x = (g W) * 1[x > 0] (+ g) in one kernel (relu mask and residual in the epilogue);
 grad_W = g^T act(x) and grad_b = sum_m g in a second kernel.
 
-Precision (see :mod:`synther_fast.precision`, which models each one in plain PyTorch):
+Precision (see :mod:`synther_fast.kernels.precision`, which models each one in plain PyTorch):
 ``"ieee"`` (fp32 products, the reference precision), ``"tf32"`` (tensor cores, 10-bit operands),
 ``"tf32x3"`` (three TF32 products per tile, close to fp32) or ``"bf16"`` (operands rounded to bf16,
 fp32 accumulation). The precision is always an explicit argument.
@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import torch
 from synther_fast.kernels._triton import check_device, interpreter_enabled, tl, triton
-
-from synther_fast.precision import PRECISIONS, check_precision
+from synther_fast.kernels.precision import PRECISIONS, check_precision
 
 __all__ = ["PRECISIONS", "FusedLinearFunction", "fused_linear", "fused_linear_backward", "fused_linear_forward",
            "fused_linear_reference", "residual_block", "residual_block_reference"]

@@ -21,8 +21,8 @@ _LAZY = {
     "SynthER": "synther_fast.diffusion",
     "ModelFileError": "synther_fast.diffusion",
     "train": "synther_fast.api",
-    "sweep": "synther_fast.sweeps",
-    "SweepSpec": "synther_fast.sweeps",
+    "sweep": "synther_fast.pipelines.sweeps",
+    "SweepSpec": "synther_fast.pipelines.sweeps",
     "OfflineConfig": "synther_fast.config",
     "OnlineConfig": "synther_fast.config",
 }

@@ -7,8 +7,8 @@ from typing import Any
 
 from synther_fast.config import OfflineConfig, OnlineConfig, resolve, validate
 from synther_fast.envs.names import register_factory
-from synther_fast.offline import run_offline, run_offline_seeds
-from synther_fast.online import run_online
+from synther_fast.pipelines.offline import run_offline, run_offline_seeds
+from synther_fast.pipelines.online import run_online
 from synther_fast.runs import default_run_dir, mode_of
 
 

@@ -22,8 +22,10 @@ import tyro
 
 import synther_fast
 from synther_fast import _replay
-from synther_fast.analysis import report_for_run
 from synther_fast.api import train
+from synther_fast.common.devices import torch_threads
+from synther_fast.common.distributed import barrier, is_main_process, process_group, rank_and_world
+from synther_fast.common.io import atomic_write, writable_path
 from synther_fast.config import (
     PRESETS,
     DenoiserConfig,
@@ -36,21 +38,20 @@ from synther_fast.config import (
     validate,
 )
 from synther_fast.data import load_dataset
-from synther_fast.data.collect import collect, save_policy
 from synther_fast.data.dataset import check_output_path, save_dataset
 from synther_fast.data.minari_out import save_minari
 from synther_fast.diffusion import SynthER
 from synther_fast.diffusion.denoiser import picks_fused_layers
-from synther_fast.distributed import barrier, generate_sharded, is_main_process, process_group, rank_and_world
+from synther_fast.diffusion.sharded import generate_sharded
 from synther_fast.envs import env_spec
 from synther_fast.envs.names import NAMES_HELP
-from synther_fast.io import atomic_write, writable_path
 from synther_fast.kernels import interpreter_enabled, triton_available
-from synther_fast.offline import format_summary
-from synther_fast.replay_demo import replay_demo
-from synther_fast.runtime import torch_threads
-from synther_fast.summaries import seeds_table
-from synther_fast.sweeps import RayMissingError, sweep
+from synther_fast.pipelines.collect import collect, save_policy
+from synther_fast.pipelines.offline import format_summary
+from synther_fast.pipelines.replay_demo import replay_demo
+from synther_fast.pipelines.report import report_for_run
+from synther_fast.pipelines.sweeps import RayMissingError, sweep
+from synther_fast.runs.summaries import seeds_table
 
 ENVS_HELP = f"tasks: {NAMES_HELP}"
 Flat = tyro.conf.arg(name="")  # a config's fields become top-level options (--env, --synther....)

@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 
 from synther_fast import SynthER, quick
-from synther_fast.distributed import generate_sharded, is_main_process, process_group, rank_and_world
+from synther_fast.common.distributed import is_main_process, process_group, rank_and_world
+from synther_fast.diffusion.sharded import generate_sharded
 
 
 def main() -> None:

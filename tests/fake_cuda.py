@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from synther_fast import graphs
+from synther_fast.common import cuda_graphs as graphs
 
 aten = torch.ops.aten
 

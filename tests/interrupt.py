@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from synther_fast.online import OnlineRun, run_online
+from synther_fast.pipelines.online import OnlineRun, run_online
 
 
 def kill_online_run(config, run_dir, monkeypatch, at_step: int = 260) -> None:

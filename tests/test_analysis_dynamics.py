@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from synther_fast.analysis import dynamics_error, gaussian_noise, reconstructable
-from synther_fast.data.collect import rollouts
+from synther_fast.pipelines.collect import rollouts
 
 
 @pytest.fixture(scope="module")

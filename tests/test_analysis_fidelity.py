@@ -106,7 +106,7 @@ def test_terminal_rates_are_reported_on_their_own() -> None:
 
 
 def test_real_hopper_terminals_are_exactly_the_unhealthy_next_states() -> None:
-    from synther_fast.data.collect import rollouts
+    from synther_fast.pipelines.collect import rollouts
 
     data = rollouts("Hopper-v5", None, 600, seed=0)
     layout = data.layout(True)

@@ -8,12 +8,13 @@ import re
 import numpy as np
 import pytest
 
-from synther_fast.analysis import gaussian_noise, report_for_run, write_report
-from synther_fast.artifacts import write_rows
+from synther_fast.analysis import gaussian_noise, write_report
 from synther_fast.config import config_to_dict, offline_quick
 from synther_fast.data import Dataset, save_dataset
-from synther_fast.data.collect import rollouts
-from synther_fast.summaries import OfflineSummary, write_summary
+from synther_fast.data.rows import write_rows
+from synther_fast.pipelines.collect import rollouts
+from synther_fast.pipelines.report import report_for_run
+from synther_fast.runs.summaries import OfflineSummary, write_summary
 
 pytest.importorskip("matplotlib")
 

@@ -65,7 +65,7 @@ def test_debug_shows_the_traceback(tmp_path) -> None:
 @pytest.mark.slow
 def test_fit_and_generate_check_their_outputs_first(tmp_path) -> None:
     from synther_fast.data import save_dataset
-    from synther_fast.data.collect import rollouts
+    from synther_fast.pipelines.collect import rollouts
 
     save_dataset(rollouts("Hopper-v5", None, 300), tmp_path / "d.npz")
     tiny = ["--synther.trainer.steps", "10", "--synther.denoiser.width", "16", "--synther.denoiser.depth", "1",
@@ -111,7 +111,7 @@ def test_outputs_into_missing_folders_are_written_and_a_file_in_the_way_is_named
 def test_agent_phases_pick_one_thread_on_small_machines(monkeypatch) -> None:
     import torch
 
-    from synther_fast import runtime
+    from synther_fast.common import devices as runtime
 
     monkeypatch.setattr(runtime.os, "cpu_count", lambda: 2)
     before = torch.get_num_threads()

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from synther_fast.data import DatasetError
-from synther_fast.data.collect import load_policy, rollouts, sac_replay, save_policy, shipped_policy_path
-from synther_fast.evaluation import evaluate, normalized_score
+from synther_fast.envs.scores import normalized_score
+from synther_fast.pipelines.collect import load_policy, rollouts, sac_replay, save_policy, shipped_policy_path
+from synther_fast.pipelines.evaluation import evaluate
 
 
 def test_random_rollouts_keep_episode_boundaries() -> None:

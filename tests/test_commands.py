@@ -10,8 +10,8 @@ import re
 import pytest
 from cli_runner import run_cli
 
-from synther_fast.artifacts import unlisted_files
-from synther_fast.summaries import read_summary
+from synther_fast.runs.files import unlisted_files
+from synther_fast.runs.summaries import read_summary
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from synther_fast import SynthER
 from synther_fast.config import EDMConfig
 from synther_fast.data import load_dataset
 from synther_fast.diffusion.edm import edm_loss
-from synther_fast.distributed import chunk_block
+from synther_fast.diffusion.sharded import chunk_block
 
 TESTS = Path(__file__).resolve().parent
 WORKER = TESTS / "ddp_worker.py"
@@ -160,7 +160,7 @@ def test_a_ddp_checkpoint_resumes_in_one_process(runs, tmp_path) -> None:
 
 def test_optimizer_state_is_loaded_in_this_fits_own_mode() -> None:
     # A captured fit (tensor lr, capturable) and an eager one (float lr) read each other's state.
-    from synther_fast.graphs import matching_optimizer_state
+    from synther_fast.common.cuda_graphs import matching_optimizer_state
 
     param = torch.nn.Parameter(torch.randn(4))
     eager = torch.optim.AdamW([param], lr=1e-3)

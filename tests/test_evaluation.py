@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from synther_fast import evaluation
-from synther_fast.evaluation import episode_seeds, evaluation_record
-from synther_fast.rng import Stream
+from synther_fast.pipelines import evaluation
+from synther_fast.common.rng import Stream
+from synther_fast.pipelines.evaluation import episode_seeds, evaluation_record
 
 
 def test_episode_seeds_are_derived_from_run_evaluation_and_episode() -> None:

@@ -135,7 +135,7 @@ def test_shape_errors_come_before_the_device_check(monkeypatch) -> None:
                                                    ("tf32", 3e-3, 3e-2), ("bf16", 3e-2, 2e-1)])
 def test_full_size_on_gpu(m: int, n: int, precision: str, rtol: float, atol: float) -> None:
     """Full sizes; tolerances on purpose: tf32 has a 10-bit mantissa (truncated operands gave a
-    7.7e-4 relative error in synther_fast/precision.py's model at K = 1024), bf16 an 8-bit one;
+    7.7e-4 relative error in kernels/precision.py's model at K = 1024), bf16 an 8-bit one;
     3xTF32 is fp32-class. The relative Frobenius error is also bounded."""
     x, w, b = inputs(m, n, seed=m + n)
     ref64 = residual_block_reference(x.double(), w.double(), b.double())
@@ -176,11 +176,11 @@ def test_full_size_linear_layers_on_gpu(m: int, k: int, n: int, relu_input: bool
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["tf32", "bf16"])
 def test_kernel_matches_its_precision_model(precision: str, record_property) -> None:
-    """The fused kernels against synther_fast/precision.py's model of their operand rounding (what the
+    """The fused kernels against kernels/precision.py's model of their operand rounding (what the
     CPU precision study assumed): forward and all three gradients far closer to the model than the
     model is to fp32. For tf32 the test also records whether the tensor cores truncate (rz) or
     round (rn) their operands, whichever model is closer."""
-    from synther_fast.precision import residual_block_emulated
+    from synther_fast.kernels.precision import residual_block_emulated
 
     x, w, b = inputs(2048, 1024, seed=3)
     grad = torch.randn(2048, 1024, generator=torch.Generator().manual_seed(4)).to(DEVICE)

@@ -15,12 +15,14 @@ import torch
 from agent_rows import agent_rows
 from fake_cuda import HostSyncError, HostSyncGuard
 
-from synther_fast import graphs
+from synther_fast.common import cuda_graphs as graphs
 from synther_fast.agents.cql import CQL
 from synther_fast.agents.edac import EDAC
 from synther_fast.agents.iql import IQL
 from synther_fast.agents.sac import SAC
 from synther_fast.agents.td3_bc import TD3BC
+from synther_fast.common.cuda_graphs import CapturedStep
+from synther_fast.common.rng import seeded
 from synther_fast.config import (
     CQLConfig,
     DenoiserConfig,
@@ -32,10 +34,8 @@ from synther_fast.config import (
     TrainerConfig,
 )
 from synther_fast.diffusion import DiffusionTrainer, ResidualMLPDenoiser
-from synther_fast.graphs import CapturedStep
 from synther_fast.replay import TransitionLayout
 from synther_fast.replay.sampler import Batch
-from synther_fast.rng import seeded
 
 LAYOUT = TransitionLayout(4, 2, True)
 MEAN, STD = np.array([0.1, -0.2, 0.3, 0.0], np.float32), np.array([1.5, 0.5, 2.0, 1.0], np.float32)

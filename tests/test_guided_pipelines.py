@@ -12,11 +12,11 @@ import torch
 from interrupt import kill_online_run
 
 import synther_fast
-from synther_fast.artifacts import unlisted_files
 from synther_fast.config import offline_quick, online_quick
-from synther_fast.online import OnlineRun, run_online
+from synther_fast.pipelines.online import OnlineRun, run_online
 from synther_fast.relevance import Curiosity, return_target, returns_to_go, td_errors, top_fraction
 from synther_fast.replay import TransitionLayout
+from synther_fast.runs.files import unlisted_files
 
 
 def guided_online(guidance: str = "curiosity", **extra):
@@ -132,7 +132,7 @@ def test_a_td_guided_refit_fits_a_conditional_model(tmp_path) -> None:
 
 
 def test_bulk_distance() -> None:
-    from synther_fast.online import bulk_distance
+    from synther_fast.pipelines.online import bulk_distance
 
     real = np.random.default_rng(0).normal(size=(5000, 4))
     assert bulk_distance(real, real) == pytest.approx(1.0)

@@ -12,12 +12,12 @@ from cli_runner import run_cli
 
 import synther_fast
 from synther_fast.agents.td3_bc import TD3BC
-from synther_fast.artifacts import unlisted_files
+from synther_fast.common.rng import Stream, stream_seed
 from synther_fast.data import Dataset, load_dataset, save_dataset
 from synther_fast.envs import factory
-from synther_fast.offline import OfflineConfig, offline_quick, run_offline
-from synther_fast.rng import Stream, stream_seed
-from synther_fast.summaries import read_summary
+from synther_fast.pipelines.offline import OfflineConfig, offline_quick, run_offline
+from synther_fast.runs.files import unlisted_files
+from synther_fast.runs.summaries import read_summary
 
 TINY = tiny.OFFLINE
 
@@ -130,7 +130,7 @@ def test_edac_and_cql_run_in_the_pipeline_and_their_fields_reach_the_cli(tmp_pat
 
 
 def test_subset_and_agent_size_reach_the_fit_the_real_arm_and_the_networks(tmp_path, monkeypatch) -> None:
-    from synther_fast import offline
+    from synther_fast.pipelines import offline
     from synther_fast.diffusion import SynthER
 
     fitted_on = []
@@ -164,7 +164,7 @@ def test_bad_config(overrides, match) -> None:
 
 
 def test_paper_preset_on_cpu_warns_with_an_estimate(tmp_path, monkeypatch) -> None:
-    from synther_fast import offline
+    from synther_fast.pipelines import offline
 
     monkeypatch.setattr(offline, "_dataset_phase", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("stop")))
     with pytest.warns(RuntimeWarning, match="hours on 2 cores"), pytest.raises(RuntimeError, match="stop"):
@@ -195,7 +195,7 @@ def test_overrides_coerce_cli_values() -> None:
 
 def test_dataset_must_fit_the_environment(tmp_path) -> None:
     from synther_fast.data import save_dataset
-    from synther_fast.data.collect import rollouts
+    from synther_fast.pipelines.collect import rollouts
 
     save_dataset(rollouts("Hopper-v5", None, 300), tmp_path / "hopper.npz")
     with pytest.raises(ValueError, match="pass the matching --env"):

@@ -13,10 +13,10 @@ from cli_runner import run_cli
 from interrupt import kill_online_run
 
 import synther_fast
-from synther_fast.artifacts import unlisted_files
+from synther_fast.common.rng import Stream, fit_seed, stream_seed
 from synther_fast.config import online_quick
-from synther_fast.online import OnlineRun, run_online
-from synther_fast.rng import Stream, fit_seed, stream_seed
+from synther_fast.pipelines.online import OnlineRun, run_online
+from synther_fast.runs.files import unlisted_files
 
 TINY = tiny.ONLINE
 

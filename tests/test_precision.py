@@ -1,4 +1,4 @@
-"""The PyTorch models of the fused blocks' matmul precisions (synther_fast.precision).
+"""The PyTorch models of the fused blocks' matmul precisions (synther_fast.kernels.precision).
 
 These models are what the CPU precision study and the GPU kernel checks compare against, so they
 are checked here against exact arithmetic: rounding of chosen values, error bounds on fresh random
@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from synther_fast.config import DenoiserConfig
-from synther_fast.diffusion import ResidualMLPDenoiser
-from synther_fast.precision import (
+from synther_fast.kernels.precision import (
     PRECISIONS,
     emulated_mm,
     fused_linear_emulated,
     residual_block_emulated,
     round_to_tf32,
 )
+
+from synther_fast.config import DenoiserConfig
+from synther_fast.diffusion import ResidualMLPDenoiser
 
 
 def test_tf32_rounding_of_chosen_values() -> None:

@@ -8,8 +8,8 @@ import os
 import pytest
 import torch
 
+from synther_fast.common.io import atomic_write
 from synther_fast.config import offline_quick
-from synther_fast.io import atomic_write
 from synther_fast.runs import Run, RunError
 
 
@@ -32,7 +32,7 @@ def test_resume_with_another_config_names_the_fields(tmp_path) -> None:
 
 def test_phase_time_adds_up_over_processes(tmp_path, monkeypatch) -> None:
     clock = iter([0.0, 5.0, 5.0, 100.0, 103.0])
-    monkeypatch.setattr("synther_fast.runs.time.perf_counter", lambda: next(clock))
+    monkeypatch.setattr("synther_fast.runs.run.time.perf_counter", lambda: next(clock))
     run = Run.open(tmp_path / "r", offline_quick())
     with run.phase("agent"):
         run.save_checkpoint("a.ckpt", "test", {"x": torch.ones(1)}, phase="agent")  # flushes 5 s

@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from synther_fast.runtime import DeviceTimer
+from synther_fast.common.devices import DeviceTimer
 
 
 class FakeEvent:

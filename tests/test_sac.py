@@ -11,8 +11,8 @@ import torch
 from agent_rows import agent_rows
 
 from synther_fast.agents.sac import SAC, target_entropy_for
+from synther_fast.common.cuda_graphs import CapturedStep
 from synther_fast.config import SACConfig
-from synther_fast.graphs import CapturedStep
 from synther_fast.replay import TransitionLayout
 from synther_fast.replay.sampler import Batch
 
@@ -132,7 +132,7 @@ def test_networks_start_from_the_redq_codes_initialisation(fast: bool) -> None:
 
 
 def test_initialisation_and_noise_draw_from_separate_streams() -> None:
-    from synther_fast.rng import Stream, seeded, stream_seed
+    from synther_fast.common.rng import Stream, seeded, stream_seed
 
     agent = SAC(4, 2, SACConfig(**TINY), seed=3)
     with seeded(stream_seed(3, Stream.AGENT_INIT)):

@@ -1,5 +1,5 @@
 """One seed for the whole run: every part draws from the run seed through its own stream of the
-one table (synther_fast.rng.Stream), the diffusion fit included, and no two parts share one."""
+one table (synther_fast.common.rng.Stream), the diffusion fit included, and no two parts share one."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import tiny
 import torch
 
 import synther_fast
+from synther_fast.common.rng import Stream, derived_seed, fit_seed, stream_seed
 from synther_fast.config import OfflineConfig, SynthERConfig, config_from_dict, offline_quick
 from synther_fast.data import save_dataset
-from synther_fast.data.collect import rollouts
-from synther_fast.offline import run_offline
-from synther_fast.rng import Stream, derived_seed, fit_seed, stream_seed
+from synther_fast.pipelines.collect import rollouts
+from synther_fast.pipelines.offline import run_offline
 from synther_fast.runs import RunError
 
 PACKAGE = Path(synther_fast.__file__).resolve().parent

@@ -14,9 +14,9 @@ from agent_rows import agent_rows
 from synther_fast import TransitionLayout
 from synther_fast.agents.cql import CQL
 from synther_fast.agents.edac import EDAC
+from synther_fast.common.devices import torch_threads
 from synther_fast.config import CQLConfig, EDACConfig
 from synther_fast.replay import Batch
-from synther_fast.runtime import torch_threads
 
 LAYOUT = TransitionLayout(obs_dim=3, act_dim=2, has_terminal=True)
 MEAN, STD = np.array([0.1, -0.2, 0.3], np.float32), np.array([1.5, 0.5, 2.0], np.float32)
@@ -72,7 +72,7 @@ def test_bad_configs_are_refused() -> None:
 def pendulum_random_data():
     """10k transitions of a uniformly random policy on Pendulum-v1 (a real task: every policy
     starts hanging down; a random one scores about -1370 over these evaluation episodes)."""
-    from synther_fast.data.collect import rollouts
+    from synther_fast.pipelines.collect import rollouts
     from synther_fast.replay import ReplayBuffer
 
     data = rollouts("Pendulum-v1", None, 10_000, seed=0)
@@ -93,7 +93,7 @@ def test_learns_to_swing_up_a_pendulum_from_random_data(pendulum_random_data, na
     Measured in a run of this setup (2-core CPU; evaluation episodes of other indices): EDAC
     -1676 / -1150 / -226 after 1000 / 2000 / 3000 updates, CQL -1511 / -1241 / -702; the random
     policy -1370. About 65 s (EDAC) and 105 s (CQL) on 2 loaded cores."""
-    from synther_fast.evaluation import evaluation_record
+    from synther_fast.pipelines.evaluation import evaluation_record
     from synther_fast.replay import MixedSampler
 
     data, buffer = pendulum_random_data

@@ -1,4 +1,4 @@
-"""Sweeps (synther_fast.sweeps): specs are checked before anything runs; on a local Ray instance
+"""Sweeps (synther_fast.pipelines.sweeps): specs are checked before anything runs; on a local Ray instance
 a 2-cell sweep writes both run directories and the table, a rerun skips finished cells, and a
 failing cell is reported while the other finishes."""
 
@@ -13,7 +13,7 @@ import pytest
 import tiny
 
 from synther_fast.cli import main as cli_main
-from synther_fast.sweeps import SweepError, SweepSpec, grid_tag, sweep
+from synther_fast.pipelines.sweeps import SweepError, SweepSpec, grid_tag, sweep
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAS_RAY, reason='needs Ray: pip install ".[distributed]" (CI installs it)')
@@ -180,8 +180,8 @@ def test_an_online_cell_runs_and_is_then_read_back(tmp_path) -> None:
     ONLINE_TINY = tiny.ONLINE
 
     from synther_fast.config import config_to_dict
-    from synther_fast.summaries import Score
-    from synther_fast.sweeps import _finished_outcome, run_cell
+    from synther_fast.pipelines.sweeps import _finished_outcome, run_cell
+    from synther_fast.runs.summaries import Score
 
     spec = SweepSpec.build(mode="online", tasks=["Hopper-v5"], algos=["sac-synther"], seeds=[3],
                            overrides=ONLINE_TINY, root=str(tmp_path))
@@ -204,7 +204,7 @@ def test_every_shipped_sweep_spec_builds_its_cells() -> None:
     their names promise (a renamed config key would fail here, not on a cluster)."""
     from pathlib import Path
 
-    from synther_fast.sweeps import SweepSpec
+    from synther_fast.pipelines.sweeps import SweepSpec
 
     specs = sorted((Path(__file__).resolve().parents[1] / "docs" / "sweeps").glob("*.toml"))
     assert {p.stem for p in specs} >= {"upsampling_cpu", "upsampling_paper", "larger_networks_cpu",

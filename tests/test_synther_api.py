@@ -10,8 +10,8 @@ import tiny
 import torch
 
 from synther_fast import ModelFileError, ReplayBuffer, SynthER, TransitionLayout, quick
-from synther_fast.artifacts import read_rows
 from synther_fast.data import load_dataset
+from synther_fast.data.rows import read_rows
 from synther_fast.diffusion import synther as synther_module
 
 LAYOUT = TransitionLayout(obs_dim=3, act_dim=2, has_terminal=True)

@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from synther_fast.graphs import CapturedStep, load_optimizer_state
+from synther_fast.common.cuda_graphs import CapturedStep, load_optimizer_state
 from synther_fast.replay.sampler import Batch
 
 AGENT_STATE_VERSION = 1

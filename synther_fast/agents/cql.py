@@ -32,9 +32,9 @@ from synther_fast.agents.base import (
     EnsembleSoftActorCritic,
 )
 from synther_fast.agents.networks import EnsembleLinear, make_critic, make_optimizer, mlp, soft_update
+from synther_fast.common.cuda_graphs import CapturedStep, DeviceRandom, will_capture
+from synther_fast.common.rng import Stream, seeded, stream_seed
 from synther_fast.config import CQLConfig, validate
-from synther_fast.graphs import CapturedStep, DeviceRandom, will_capture
-from synther_fast.rng import Stream, seeded, stream_seed
 
 
 class CQLActor(nn.Module):

@@ -15,10 +15,10 @@ from torch import nn
 
 from synther_fast.agents.base import bind_layout, check_state, tag_state, terminal_of
 from synther_fast.agents.networks import LOG_STD_MAX, LOG_STD_MIN, make_critic, make_optimizer, mlp, soft_update
+from synther_fast.common.cuda_graphs import CapturedStep, load_optimizer_state, will_capture
+from synther_fast.common.rng import Stream, seeded, stream_seed
 from synther_fast.config import IQLConfig
-from synther_fast.graphs import CapturedStep, load_optimizer_state, will_capture
 from synther_fast.replay.sampler import Batch
-from synther_fast.rng import Stream, seeded, stream_seed
 
 EXP_ADV_MAX = 100.0
 

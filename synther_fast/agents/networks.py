@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from synther_fast.graphs import optimizer_options
+from synther_fast.common.cuda_graphs import optimizer_options
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 """Bounds of a Gaussian policy's log standard deviation (CORL's and the REDQ code's values)."""

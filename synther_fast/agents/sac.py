@@ -46,10 +46,10 @@ from synther_fast.agents.networks import (
     soft_update,
     xavier_init_,
 )
+from synther_fast.common.cuda_graphs import CapturedStep, DeviceRandom, will_capture
+from synther_fast.common.rng import Stream, seeded, stream_seed
 from synther_fast.config import SACConfig, validate
-from synther_fast.graphs import CapturedStep, DeviceRandom, will_capture
 from synther_fast.replay.sampler import Batch
-from synther_fast.rng import Stream, seeded, stream_seed
 
 NETWORKS, OPTIMISERS = ("actor", "critic", "critic_target"), ("actor_opt", "critic_opt", "alpha_opt")
 MBPO_TARGET_ENTROPY = {"Hopper": -1.0, "HalfCheetah": -3.0, "Walker2d": -3.0, "Ant": -4.0, "Humanoid": -2.0}

@@ -19,10 +19,10 @@ from torch import nn
 
 from synther_fast.agents.base import bind_layout, check_state, tag_state, terminal_of
 from synther_fast.agents.networks import make_critic, make_optimizer, mlp, soft_update
+from synther_fast.common.cuda_graphs import CapturedStep, DeviceRandom, load_optimizer_state, will_capture
+from synther_fast.common.rng import Stream, seeded, stream_seed
 from synther_fast.config import TD3BCConfig
-from synther_fast.graphs import CapturedStep, DeviceRandom, load_optimizer_state, will_capture
 from synther_fast.replay.sampler import Batch
-from synther_fast.rng import Stream, seeded, stream_seed
 
 
 class TD3BC:

@@ -17,7 +17,7 @@ from synther_fast.analysis.novelty import (
     nearest_neighbour_reference,
     novelty,
 )
-from synther_fast.analysis.report import data_quality, report_for_run, write_report
+from synther_fast.analysis.quality import data_quality, write_report
 from synther_fast.analysis.tasks import (
     STATE_TASKS,
     reconstructable,
@@ -41,7 +41,6 @@ __all__ = [
     "nearest_neighbour_reference",
     "novelty",
     "reconstructable",
-    "report_for_run",
     "split_held_out",
     "terminal_rates",
     "unhealthy",

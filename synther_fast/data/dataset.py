@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from synther_fast.io import atomic_write, writable_path
+from synther_fast.common.io import atomic_write, writable_path
 from synther_fast.replay.layout import TransitionLayout
 
 NPZ_FORMAT = "synther_fast.Dataset"

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from synther_fast.common.io import make_parents
 from synther_fast.data.dataset import Dataset, DatasetError
-from synther_fast.evaluation import D4RL_REFERENCE
-from synther_fast.io import make_parents
+from synther_fast.envs.scores import D4RL_REFERENCE
 
 
 def minari_dataset_id(out: str | os.PathLike[str]) -> str:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from synther_fast.config import DENOISER_BACKENDS, DenoiserConfig, validate
-from synther_fast.precision import fused_linear_emulated
+from synther_fast.kernels.precision import fused_linear_emulated
 
 BACKENDS = DENOISER_BACKENDS
 
@@ -61,7 +61,7 @@ class ResidualMLPDenoiser(nn.Module):
 
     emulated_tf32_rounding = "rz"
     """How the 'emulated' backend rounds TF32 operands: 'rz' as Triton's tensor-core products,
-    'rn' as cuBLAS (see synther_fast.precision)."""
+    'rn' as cuBLAS (see synther_fast.kernels.precision)."""
 
     def __init__(self, config: DenoiserConfig, d_in: int, conditional: bool = False, null: str = "zero") -> None:
         super().__init__()

@@ -12,8 +12,8 @@ import math
 
 import torch
 
+from synther_fast.common.cuda_graphs import CapturedStep, will_capture
 from synther_fast.diffusion.edm import HeunSchedule
-from synther_fast.graphs import CapturedStep, will_capture
 
 
 def _pre(sigma: float, sigma_data: float) -> tuple[float, float, float, float]:

@@ -15,8 +15,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from synther_fast.artifacts import write_rows
+from synther_fast.common.cuda_graphs import CudaRngSlot
+from synther_fast.common.devices import resolve_device
+from synther_fast.common.distributed import agree, barrier, broadcast_module, mean_over_ranks, rank_and_world
+from synther_fast.common.io import atomic_write, load_torch_dict
+from synther_fast.common.progress import progress_bar
+from synther_fast.common.rng import Stream, fit_seed, fresh_seed, seeded, stream_seed
 from synther_fast.config import SynthERConfig, paper_offline, resolve_batch_size, validate
+from synther_fast.data.rows import write_rows
 from synther_fast.diffusion.denoiser import ResidualMLPDenoiser
 from synther_fast.diffusion.edm import denoise, guided_denoisers, heun_sample, heun_schedule
 from synther_fast.diffusion.fused_sampler import FusedHeunSampler
@@ -29,14 +35,8 @@ from synther_fast.diffusion.termination import (
     terminal_mode,
 )
 from synther_fast.diffusion.trainer import DiffusionTrainer
-from synther_fast.distributed import agree, barrier, broadcast_module, mean_over_ranks, rank_and_world
-from synther_fast.graphs import CudaRngSlot
-from synther_fast.io import atomic_write, load_torch_dict
-from synther_fast.progress import progress_bar
 from synther_fast.replay.buffer import ReplayBuffer
 from synther_fast.replay.layout import TransitionLayout
-from synther_fast.rng import Stream, fit_seed, fresh_seed, seeded, stream_seed
-from synther_fast.runtime import resolve_device
 
 MODEL_FORMAT = "synther_fast.SynthER"
 MODEL_VERSION = 1
@@ -146,7 +146,7 @@ class SynthER:
         data required); the result equals an uninterrupted fit. ``stop_after``: stop after this
         many steps in total (for tests and time-boxed runs; the checkpoint is written).
 
-        Inside a torchrun process group (synther_fast.distributed.process_group) the fit is
+        Inside a torchrun process group (synther_fast.common.distributed.process_group) the fit is
         data-parallel over the global batch; rank 0 keeps the EMA, logs and writes the checkpoints,
         and at the end every rank receives rank 0's EMA weights (so every rank holds the model).
         """

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from synther_fast.common.rng import seeded
 from synther_fast.envs.health import HEALTH_RULES, unhealthy
 from synther_fast.replay.layout import TransitionLayout
-from synther_fast.rng import seeded
 
 
 def terminal_mode(terminals: str, task: str | None) -> str:

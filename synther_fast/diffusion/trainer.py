@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from synther_fast.common.cuda_graphs import CapturedStep, DeviceRandom, load_optimizer_state, will_capture
 from synther_fast.config import EDMConfig, TrainerConfig, validate
 from synther_fast.diffusion.edm import edm_loss
-from synther_fast.graphs import CapturedStep, DeviceRandom, load_optimizer_state, will_capture
 
 _HASH_MODULUS = 2**31 - 1  # a prime: x -> a x mod M permutes 1..M-1 (Park-Miller), no int64 overflow
 

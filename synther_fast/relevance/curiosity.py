@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from synther_fast.agents.networks import mlp
+from synther_fast.common.rng import seeded
 from synther_fast.replay import TransitionLayout
-from synther_fast.rng import seeded
 
 
 class Curiosity:

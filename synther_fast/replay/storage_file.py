@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synther_fast.io import atomic_write
+from synther_fast.common.io import atomic_write
 from synther_fast.replay.layout import TransitionLayout
 
 MAGIC = b"SYNRPLY\x00"

@@ -15,15 +15,15 @@ import numpy as np
 import torch
 
 from synther_fast.agents.sac import SAC, TanhGaussianActor
+from synther_fast.common.devices import resolve_device
+from synther_fast.common.io import atomic_write, load_torch_dict
+from synther_fast.common.progress import progress_bar
+from synther_fast.common.rng import Stream, environment_seed, stream_seed
 from synther_fast.config import COLLECT_METHODS, sac_utd1
 from synther_fast.data.dataset import Dataset, DatasetError
 from synther_fast.envs import env_spec, make_env
-from synther_fast.interaction import Learner, OnlineState, episode_seed, interact
-from synther_fast.io import atomic_write, load_torch_dict
-from synther_fast.progress import progress_bar
+from synther_fast.pipelines.interaction import Learner, OnlineState, episode_seed, interact
 from synther_fast.replay import ReplayBuffer, TransitionLayout
-from synther_fast.rng import Stream, environment_seed, stream_seed
-from synther_fast.runtime import resolve_device
 
 Policy = Callable[[np.ndarray], np.ndarray]
 

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from synther_fast.rng import Stream, stream_seed
+from synther_fast.common.rng import Stream, stream_seed
 
 GRAPHS_ENV = "SYNTHER_FAST_CUDA_GRAPHS"
 

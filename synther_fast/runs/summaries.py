@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from synther_fast.artifacts import artifact_path
-from synther_fast.runs import write_json
-from synther_fast.tables import markdown_table
+from synther_fast.common.io import write_json
+from synther_fast.common.tables import markdown_table
+from synther_fast.runs.files import artifact_path
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+import numpy as np
 
 
 def _umask() -> int:
@@ -72,6 +75,20 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """JSON written atomically (numpy scalars and paths converted)."""
+    with atomic_write(path) as handle:
+        handle.write(json.dumps(data, indent=2, default=_json_default).encode())
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def remove_stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:

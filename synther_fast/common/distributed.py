@@ -1,10 +1,10 @@
-"""Several processes (torchrun) for one diffusion fit or one generation.
+"""Process groups and collectives for several processes (torchrun) working on one fit or one generation.
 
 Under ``torchrun --nproc-per-node N`` (which sets RANK, WORLD_SIZE, LOCAL_RANK and the rendezvous
 address), :func:`process_group` joins the processes into one group: NCCL with one GPU each, or
 gloo on CPUs. Inside it, ``SynthER.fit`` is data-parallel (diffusion/trainer.py explains why it
-equals the single-process fit with the same global batch) and :func:`generate_sharded` gives
-each rank its own block of generation chunks. Without torchrun (WORLD_SIZE unset or 1) every
+equals the single-process fit with the same global batch) and ``generate_sharded`` gives
+each rank its own block of generation chunks (diffusion/sharded.py). Without torchrun (WORLD_SIZE unset or 1) every
 function here is the plain single-process path.
 """
 
@@ -13,15 +13,11 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
-from synther_fast.artifacts import write_rows
-from synther_fast.io import atomic_write
-from synther_fast.runtime import resolve_device
+from synther_fast.common.devices import resolve_device
 
 
 def launched_by_torchrun() -> bool:
@@ -103,48 +99,3 @@ def agree(flag: bool) -> bool:
         value = value.cuda()
     dist.all_reduce(value, op=dist.ReduceOp.MIN)
     return bool(value.item() > 0.5)
-
-
-def chunk_block(n_chunks: int, rank: int, world: int) -> range:
-    """The contiguous block of chunk indices of one rank: sizes differ by at most one."""
-    base, extra = divmod(n_chunks, world)
-    start = rank * base + min(rank, extra)
-    return range(start, start + base + (1 if rank < extra else 0))
-
-
-def generate_sharded(model, n: int, seed: int, out: str | os.PathLike[str], conditions=None,
-                     scale: float | None = None) -> int:
-    """Generate n rows from ``model`` over every rank into one dataset file ``out``.
-
-    Rows come in chunks of ``generation.chunk_size``, chunk k drawn from its own stream
-    (seed, Stream.CHUNK, k) (SynthER.iter_chunks), so the file holds exactly the rows
-    ``model.generate(n, seed)`` gives in one process, in the same order: rank r draws its block of
-    chunks, writes it beside ``out``, and rank 0 concatenates the blocks in rank order, writes the
-    file atomically and removes the blocks. Returns the number of rows written (on every rank).
-    ``conditions`` / ``scale``: guided generation from a conditional model (SynthER.iter_chunks).
-    """
-    rank, world = rank_and_world()
-    chunk = model.config.generation.chunk_size
-    chunks = chunk_block(-(-int(n) // chunk), rank, world)
-    parts = [rows for rows in model.iter_chunks(n, seed, chunks=chunks, conditions=conditions, scale=scale)]
-    rows = np.concatenate(parts) if parts else np.zeros((0, model.layout.width), np.float32)
-    if world == 1:
-        write_rows(rows, model.layout, out)
-        return len(rows)
-    out = Path(out)
-    block = out.with_name(f".{out.name}.rank{rank}-of-{world}.npy")
-    with atomic_write(block) as handle:
-        np.save(handle, rows)
-    barrier()
-    written = torch.zeros(1, dtype=torch.int64)
-    if rank == 0:
-        blocks = [out.with_name(f".{out.name}.rank{r}-of-{world}.npy") for r in range(world)]
-        everything = np.concatenate([np.load(b) for b in blocks])
-        write_rows(everything, model.layout, out)
-        for b in blocks:
-            b.unlink()
-        written[0] = len(everything)
-    if dist.get_backend() == "nccl":
-        written = written.cuda()
-    dist.broadcast(written, src=0)
-    return int(written.item())

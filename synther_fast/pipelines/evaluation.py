@@ -1,4 +1,5 @@
-"""Policy evaluation: average return over episodes, and D4RL-normalised scores."""
+"""Policy evaluation: average return over episodes from seeded start states, with the D4RL-normalised
+score (envs/scores.py) where one is defined."""
 
 from __future__ import annotations
 
@@ -7,26 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from synther_fast.common.rng import Stream, environment_seed
 from synther_fast.envs import make_env
-from synther_fast.rng import Stream, environment_seed
-
-# D4RL's reference returns (random and expert policies) for the locomotion tasks; gymnasium v5
-# tasks have the same bodies and rewards up to small simulator differences.
-D4RL_REFERENCE = {
-    "HalfCheetah": (-280.178953, 12135.0),
-    "Hopper": (-20.272305, 3234.3),
-    "Walker2d": (1.629008, 4592.3),
-    "Ant": (-325.6, 3879.7),
-}
-
-
-def normalized_score(env_name: str, episode_return: float) -> float | None:
-    """100 (R - R_random) / (R_expert - R_random), or None where D4RL has no reference."""
-    key = env_name.split("-")[0]
-    if key not in D4RL_REFERENCE:
-        return None
-    low, high = D4RL_REFERENCE[key]
-    return 100.0 * (episode_return - low) / (high - low)
+from synther_fast.envs.scores import normalized_score
 
 
 def episode_seeds(run_seed: int, evaluation: int, episodes: int) -> list[int]:

@@ -109,7 +109,7 @@ def stream_seed(seed: int, stream: Stream, *index: int) -> int:
     """``derived_seed(seed, stream, *index)`` for a stream of the table (a plain int is refused, so a
     call site cannot invent a number of its own)."""
     if not isinstance(stream, Stream):
-        raise TypeError(f"stream must be a synther_fast.rng.Stream, got {stream!r}")
+        raise TypeError(f"stream must be a synther_fast.common.rng.Stream, got {stream!r}")
     return derived_seed(seed, int(stream), *index)
 
 

@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from synther_fast.artifacts import artifact_path
+from synther_fast.common.io import write_json
+from synther_fast.common.rng import Stream, fit_seed, stream_seed
 from synther_fast.config import SynthERConfig
 from synther_fast.diffusion import SynthER
 from synther_fast.replay import ReplayBuffer, TransitionLayout
-from synther_fast.rng import Stream, fit_seed, stream_seed
-from synther_fast.runs import write_json
+from synther_fast.runs import RunFiles
 
 Refill = tuple[dict[str, Any], ReplayBuffer]
 """A finished refit: its numbers and its rows."""
@@ -33,18 +33,17 @@ Refill = tuple[dict[str, Any], ReplayBuffer]
 
 class Refitter:
     def __init__(self, layout: TransitionLayout, synther: SynthERConfig, num_samples: int, capacity: int,
-                 device: torch.device, run_dir: str | Path, seed: int, *, asynchronous: bool = False,
+                 device: torch.device, run_files: RunFiles, seed: int, *, asynchronous: bool = False,
                  progress: bool = False) -> None:
         self.layout, self.synther, self.num_samples, self.capacity = layout, synther, num_samples, capacity
-        self.device, self.run_dir, self.seed = device, Path(run_dir), seed
+        self.device, self.run_files, self.seed = device, run_files, seed
         self.asynchronous, self.progress = asynchronous, progress
         self._pending: tuple[threading.Thread, dict[str, Any]] | None = None
 
     # -- files --------------------------------------------------------------------------------
     def files(self, k: int) -> tuple[Path, Path, Path]:
         """Refit k's model, rows and numbers files."""
-        return (artifact_path(self.run_dir, "refit_model", k=k), artifact_path(self.run_dir, "refit_rows", k=k),
-                artifact_path(self.run_dir, "refit_info", k=k))
+        return self.run_files.refit(k)
 
     def load(self, k: int) -> ReplayBuffer:
         """Refit k's rows, as written."""
@@ -59,9 +58,8 @@ class Refitter:
 
     def discard_all(self) -> None:
         """A fresh start: every refit file of an earlier start that never checkpointed goes."""
-        for pattern in ("refit_model", "refit_rows", "refit_info"):
-            for stale in self.run_dir.glob(artifact_path(".", pattern, k="*").name):
-                stale.unlink()
+        for stale in self.run_files.all_refit_files():
+            stale.unlink()
 
     def seed_for(self, k: int, purpose: str) -> int:
         """Refit k's fit seed (of the fit base: synther.seed where set, else the run seed's FIT

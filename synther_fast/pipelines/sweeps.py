@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import tomllib
 
+from synther_fast.common.io import atomic_write, write_json
+from synther_fast.common.tables import markdown_table
 from synther_fast.config import (
     PRESETS,
     OfflineConfig,
@@ -39,12 +41,10 @@ from synther_fast.config import (
     resolve,
 )
 from synther_fast.envs.names import check_env_name
-from synther_fast.io import atomic_write
-from synther_fast.offline import run_offline
-from synther_fast.online import run_online
-from synther_fast.runs import read_config, safe_name, seed_dir, write_json
-from synther_fast.summaries import Summary, aggregate_scores, read_summary
-from synther_fast.tables import markdown_table
+from synther_fast.pipelines.offline import run_offline
+from synther_fast.pipelines.online import run_online
+from synther_fast.runs import read_config, safe_name, seed_dir
+from synther_fast.runs.summaries import Summary, aggregate_scores, read_summary
 
 MODES = {"offline": OfflineConfig, "online": OnlineConfig}
 SPEC_KEYS = ("mode", "preset", "tasks", "algos", "seeds", "overrides", "grid", "root", "cpus_per_cell",

@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from synther_fast.progress import progress_bar
+from synther_fast.common.devices import DeviceTimer
+from synther_fast.common.progress import progress_bar
+from synther_fast.common.rng import Stream, environment_seed, stream_seed
 from synther_fast.replay import MixedSampler, ReplayBuffer, TransitionLayout
 from synther_fast.replay.prefetch import StagedBlock
 from synther_fast.replay.sampler import Batch
-from synther_fast.rng import Stream, environment_seed, stream_seed
-from synther_fast.runtime import DeviceTimer
 
 TIME_KEYS = ("env", "learner", "fit", "generate", "eval")
 """Where an online run's seconds go."""

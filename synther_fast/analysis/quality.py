@@ -29,15 +29,8 @@ from synther_fast.analysis.fidelity import (
 )
 from synther_fast.analysis.novelty import novelty
 from synther_fast.analysis.tasks import unsupported_reason
-from synther_fast.artifacts import artifact_path, read_rows
-from synther_fast.config import OfflineConfig
-from synther_fast.data.dataset import load_dataset
-from synther_fast.envs import env_spec
-from synther_fast.envs.names import NO_ENV
+from synther_fast.common.tables import markdown_table
 from synther_fast.replay.layout import TransitionLayout
-from synther_fast.runs import read_config
-from synther_fast.summaries import OfflineSummary, read_summary
-from synther_fast.tables import markdown_table
 
 Curves = Mapping[str, Sequence[tuple[float, float]]]
 
@@ -250,51 +243,3 @@ def write_report(real_rows: np.ndarray, synthetic_rows: np.ndarray, layout: Tran
     path = out_dir / "report.md"
     path.write_text(_markdown(numbers, figures, curves, notes))
     return path
-
-
-def learning_curves(summary: OfflineSummary) -> dict[str, list[tuple[float, float]]]:
-    """Each arm's (update, return) evaluations, for the report's learning-curve figure."""
-    curves = {arm: [(e["step"], e["return_mean"]) for e in info.get("evaluations", []) if "return_mean" in e]
-              for arm, info in summary.arms.items()}
-    return {arm: points for arm, points in curves.items() if points}  # none without an environment
-
-
-def report_for_run(run_dir: str | Path, out_dir: str | Path | None = None, *, max_rows: int = 5000,
-                   seed: int = 0) -> Path:
-    """The report of a finished or interrupted offline run directory (its config, dataset,
-    synthetic rows and, once the agents finished, summary), in run_dir/report. A pipeline that has
-    the rows at hand calls :func:`write_report` instead."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory {run_dir} does not exist")
-    config = read_config(run_dir, OfflineConfig)
-    dataset_path = artifact_path(run_dir, "dataset")
-    if config.dataset is not None:
-        # a dataset given by path is read from there, not copied into the run directory
-        given = Path(config.dataset)
-        dataset_path = given if given.is_absolute() or given.exists() else run_dir / given
-    if not dataset_path.exists():
-        raise FileNotFoundError(f"{dataset_path} does not exist: the run's real dataset is missing")
-    dataset = load_dataset(dataset_path)
-    if config.env == NO_ENV:  # a dataset alone: as the pipeline decided
-        has_terminal = bool(dataset.terminals.any()) if config.has_terminal is None else config.has_terminal
-    else:
-        has_terminal = env_spec(config.env, config.has_terminal).has_terminal
-    layout = dataset.layout(has_terminal=has_terminal)
-    synthetic_path = artifact_path(run_dir, "synthetic")
-    if not synthetic_path.is_file():
-        raise FileNotFoundError(f"{synthetic_path} does not exist: the run has no synthetic rows "
-                                f"(did it train only the 'real' arm, or stop before generating?)")
-    synthetic = read_rows(synthetic_path, layout)
-    # summary.json appears only once every arm has trained; without it the report has no curves.
-    curves, notes = None, []
-    try:
-        summary = read_summary(run_dir)
-    except FileNotFoundError as exc:
-        notes.append(f"{exc} (the run has not finished its agents): no learning curves.")
-    else:
-        if isinstance(summary, OfflineSummary):
-            curves = learning_curves(summary)
-    return write_report(dataset.to_rows(layout), synthetic, layout, config.env,
-                        artifact_path(run_dir, "report") if out_dir is None else out_dir,
-                        max_rows=max_rows, seed=seed, learning_curves=curves, notes=notes)

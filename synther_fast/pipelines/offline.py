@@ -24,8 +24,11 @@ from synther_fast.agents.edac import EDAC
 from synther_fast.agents.iql import IQL
 from synther_fast.agents.td3_bc import TD3BC
 from synther_fast.analysis.fidelity import marginal_fidelity
-from synther_fast.analysis.report import learning_curves, write_report
-from synther_fast.artifacts import artifact_path, read_rows, write_rows
+from synther_fast.analysis.quality import write_report
+from synther_fast.common.devices import resolve_device, torch_threads
+from synther_fast.common.io import load_torch_dict, write_json
+from synther_fast.common.progress import progress_bar
+from synther_fast.common.rng import Stream, fit_seed, stream_seed
 from synther_fast.config import (
     ARMS,
     OfflineConfig,
@@ -35,21 +38,20 @@ from synther_fast.config import (
     offline_quick,
     validate,
 )
-from synther_fast.data.collect import collect, load_policy, shipped_policy_path
 from synther_fast.data.dataset import load_dataset, save_dataset
+from synther_fast.data.rows import read_rows, write_rows
 from synther_fast.diffusion import SynthER
 from synther_fast.envs import env_spec
 from synther_fast.envs.factory import EnvSpec
 from synther_fast.envs.names import NO_ENV
-from synther_fast.evaluation import D4RL_REFERENCE, evaluation_record
-from synther_fast.io import load_torch_dict
-from synther_fast.progress import progress_bar
+from synther_fast.envs.scores import D4RL_REFERENCE
+from synther_fast.pipelines.collect import collect, load_policy, shipped_policy_path
+from synther_fast.pipelines.evaluation import evaluation_record
+from synther_fast.pipelines.report import learning_curves
 from synther_fast.relevance import return_target, returns_to_go
 from synther_fast.replay import MixedSampler, Prefetcher, ReplayBuffer
-from synther_fast.rng import Stream, fit_seed, stream_seed
-from synther_fast.runs import Run, RunError, read_checkpoint, seed_dir, write_json
-from synther_fast.runtime import resolve_device, torch_threads
-from synther_fast.summaries import OfflineSummary, Score, aggregate_seeds, write_summary
+from synther_fast.runs import Run, RunError, RunFiles, read_checkpoint, seed_dir
+from synther_fast.runs.summaries import OfflineSummary, Score, aggregate_seeds, write_summary
 
 __all__ = ["OfflineConfig", "OfflineResult", "offline_paper", "offline_quick", "run_offline",
            "run_offline_seeds", "format_summary"]
@@ -365,7 +367,7 @@ def run_offline_seeds(config: OfflineConfig, seeds: list[int], run_dir: str | os
     results = [run_offline(dataclasses.replace(config, seed=s), seed_dir(run_dir, s), resume=resume,
                            progress=progress) for s in seeds]
     out = {"arms": aggregate_seeds([r.summary for r in results]), "runs": [str(r.run_dir) for r in results]}
-    write_json(artifact_path(run_dir, "seed_summary"), out)
+    write_json(RunFiles(run_dir)["seed_summary"], out)
     return out
 
 

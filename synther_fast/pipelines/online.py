@@ -35,17 +35,17 @@ from synther_fast.analysis.dynamics import dynamics_error
 from synther_fast.analysis.fidelity import marginal_fidelity
 from synther_fast.analysis.novelty import novelty
 from synther_fast.analysis.tasks import unsupported_reason
+from synther_fast.common.devices import resolve_device, torch_threads
+from synther_fast.common.rng import Stream, fit_seed, stream_seed
 from synther_fast.config import OnlineConfig, for_task, validate
 from synther_fast.envs import env_spec, make_env
-from synther_fast.evaluation import evaluation_record
-from synther_fast.interaction import Learner, OnlineState, episode_seed, interact
-from synther_fast.refit import Refitter
+from synther_fast.pipelines.evaluation import evaluation_record
+from synther_fast.pipelines.interaction import Learner, OnlineState, episode_seed, interact
+from synther_fast.pipelines.refit import Refitter
 from synther_fast.relevance import Curiosity, td_errors, top_fraction
 from synther_fast.replay import ReplayBuffer, TransitionLayout
-from synther_fast.rng import Stream, fit_seed, stream_seed
 from synther_fast.runs import Run
-from synther_fast.runtime import resolve_device, torch_threads
-from synther_fast.summaries import OnlineSummary, read_summary, write_summary
+from synther_fast.runs.summaries import OnlineSummary, read_summary, write_summary
 
 
 @dataclass
@@ -99,7 +99,7 @@ class OnlineRun:
         self.learner = Learner(self.agent, self.real, synthetic, ratio, config.sac.batch_size, config.sac.utd,
                                self.layout, device, config.seed)
         self.refitter = Refitter(self.layout, synther_config_for(config, self.spec.suite), config.num_samples,
-                                 config.synthetic_capacity, device, run.path, config.seed,
+                                 config.synthetic_capacity, device, run.files, config.seed,
                                  asynchronous=config.async_refit, progress=progress)
         self.action_rng = np.random.default_rng(stream_seed(config.seed, Stream.EXPLORATION))
         self.state = OnlineState()
