@@ -132,7 +132,7 @@ def test_a_td_guided_refit_fits_a_conditional_model(tmp_path) -> None:
 
 
 def test_bulk_distance() -> None:
-    from synther_fast.pipelines.online import bulk_distance
+    from synther_fast.analysis.refill import bulk_distance
 
     real = np.random.default_rng(0).normal(size=(5000, 4))
     assert bulk_distance(real, real) == pytest.approx(1.0)

@@ -22,7 +22,7 @@ from synther_fast.common.rng import Stream, environment_seed, stream_seed
 from synther_fast.config import COLLECT_METHODS, sac_utd1
 from synther_fast.data.dataset import Dataset, DatasetError
 from synther_fast.envs import env_spec, make_env
-from synther_fast.pipelines.interaction import Learner, OnlineState, episode_seed, interact
+from synther_fast.pipelines.interaction import EnvLoop, Learner, OnlineState, episode_seed
 from synther_fast.replay import ReplayBuffer, TransitionLayout
 
 Policy = Callable[[np.ndarray], np.ndarray]
@@ -72,7 +72,7 @@ def sac_replay(env_name: str, steps: int, seed: int = 0, device: str = "cpu",
                progress: bool = False, start_steps: int | None = None,
                has_terminal: bool | None = None) -> tuple[Dataset, dict[str, Any]]:
     """Train SAC (UTD 1) for ``steps`` environment steps with the environment loop of the online
-    runs (interaction.interact, no run directory, no evaluations); return its whole replay as a
+    runs (interaction.EnvLoop, no run directory, no evaluations); return its whole replay as a
     dataset and the final actor as a policy checkpoint (a replay-like D4RL dataset is made the
     same way)."""
     if steps <= 0:
@@ -86,10 +86,18 @@ def sac_replay(env_name: str, steps: int, seed: int = 0, device: str = "cpu",
     real = ReplayBuffer(steps, layout)
     learner = Learner(agent, real, None, 0.0, sac.batch_size, sac.utd, layout, torch_device, seed)
     state = OnlineState()
+    loop = EnvLoop(env, agent, real, state, steps=steps, start_steps=sac.start_steps,
+                   action_rng=np.random.default_rng(stream_seed(seed, Stream.EXPLORATION)),
+                   episode_seed=episode_seed(seed))
     try:
-        interact(env, agent, real, state, steps=steps, start_steps=sac.start_steps,
-                 action_rng=np.random.default_rng(stream_seed(seed, Stream.EXPLORATION)), learn=learner.step, episode_seed=episode_seed(seed),
-                 progress=progress, label=f"collect (SAC) {env_name}")
+        with progress_bar(steps, f"collect (SAC) {env_name}", enabled=progress) as bar:
+            while loop.running:
+                episode_over = loop.step()
+                if loop.learning:
+                    learner.step()
+                bar.update(1)
+                if episode_over:
+                    loop.next_episode()
     finally:
         env.close()
     rows = real.to_numpy()

@@ -1,13 +1,14 @@
-"""The agent-environment loop, shared by the online pipeline and SAC data collection.
+"""The agent-environment loop's parts, shared by the online pipeline and SAC data collection.
 
 Three parts, none of which knows about run directories:
 
 - :class:`OnlineState`: the loop's counters and histories, with one serialisation;
 - :class:`Learner`: the learner block (``utd`` critic updates on batches from the C++
   MixedSampler, staged in one pinned block, timed on the device);
-- :func:`interact`: act (uniformly random while the replay holds at most ``start_steps`` rows, as
-  the REDQ code), store the real transition (a time-limit truncation is not a terminal), learn,
-  then call the caller's hooks (the online pipeline refits, evaluates and checkpoints there).
+- :class:`EnvLoop`: one environment step per :meth:`EnvLoop.step` call (act, uniformly random
+  while the replay holds at most ``start_steps`` rows, as the REDQ code; store the real
+  transition, a time-limit truncation not being a terminal). The caller writes the rest of its
+  loop out in order: learn, refit, evaluate, then :meth:`EnvLoop.next_episode` and checkpoint.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from synther_fast.common.devices import DeviceTimer
-from synther_fast.common.progress import progress_bar
 from synther_fast.common.rng import Stream, environment_seed, stream_seed
 from synther_fast.replay import MixedSampler, ReplayBuffer, TransitionLayout
 from synther_fast.replay.prefetch import StagedBlock
@@ -104,6 +105,19 @@ class Learner:
         self.timer = DeviceTimer(self.block.device, seconds)
 
 
+def restore_real_replay(real: ReplayBuffer, path: Path, env_steps: int) -> None:
+    """Load the real replay of a checkpoint taken after ``env_steps`` steps. A kill between the
+    replay's write and the checkpoint's leaves a replay with later rows: they are dropped."""
+    real.restore(path)
+    if real.total_added != env_steps:
+        rows = real.to_numpy()[:env_steps]  # oldest first, and env_steps <= real_capacity
+        if len(rows) != env_steps:
+            raise RuntimeError(f"{path} holds {len(rows)} rows, the checkpoint needs {env_steps}: the run "
+                               f"directory is damaged")
+        real.clear()
+        real.add(rows)
+
+
 def episode_seed(seed: int) -> Callable[[int], int]:
     """Episode k of a run of ``seed`` starts from the environment seed of stream (EPISODES, k)
     (every online run and SAC collection; evaluations draw theirs from evaluation.episode_seeds)."""
@@ -116,52 +130,52 @@ def transition_row(obs: np.ndarray, action: np.ndarray, reward: float, next_obs:
     return np.concatenate(parts).astype(np.float32)
 
 
-def interact(env: Any, agent: Any, real: ReplayBuffer, state: OnlineState, *, steps: int, start_steps: int,
-             action_rng: np.random.Generator, learn: Callable[[], None], episode_seed: Callable[[int], int],
-             after_step: Callable[[], None] | None = None, after_episode: Callable[[], None] | None = None,
-             progress: bool = False, label: str = "online") -> None:
-    """Step ``env`` until ``state.t`` reaches ``steps``, storing every transition in ``real``.
+class EnvLoop:
+    """Steps ``env`` with ``agent``, storing every transition in ``real`` and counting in ``state``.
 
-    Each step: act (uniform random while ``len(real) <= start_steps``), store, then ``learn()``
-    once the replay holds more than ``start_steps`` rows (the REDQ code's delay_update_steps
-    'auto'), then ``after_step()``. At an episode's end ``after_episode()`` runs after the reset.
     Episode k starts from ``episode_seed(k)``, so a run resumed at an episode boundary replays
     exactly what an uninterrupted one does.
     """
-    act_dim = env.action_space.shape[0]
-    layout = real.layout
-    bar = progress_bar(steps, label, enabled=progress, initial=state.t)
-    obs, _ = env.reset(seed=episode_seed(state.episode))
-    episode_return, shown = 0.0, len(state.evaluations)
-    try:
-        while state.t < steps:
-            start = time.perf_counter()
-            if len(real) <= start_steps:
-                action = action_rng.uniform(-1.0, 1.0, act_dim).astype(np.float32)
-            else:
-                action = agent.act(obs[None])[0]
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            real.add(transition_row(obs, action, float(reward), next_obs, terminated, layout))
-            if (truncated or state.t == steps - 1) and not terminated:
-                state.timeouts.append(state.t)
-            episode_return += float(reward)
-            state.t += 1
-            obs = next_obs
-            state.seconds["env"] += time.perf_counter() - start
-            if len(real) > start_steps:
-                learn()
-            if after_step is not None:
-                after_step()
-            if len(state.evaluations) != shown:  # a new evaluation: show its return
-                shown = len(state.evaluations)
-                bar.set_postfix(ret=f"{state.evaluations[-1]['return_mean']:.0f}")
-            bar.update(1)
-            if terminated or truncated:
-                state.episode_returns.append(episode_return)
-                state.episode += 1
-                obs, _ = env.reset(seed=episode_seed(state.episode))
-                episode_return = 0.0
-                if after_episode is not None:
-                    after_episode()
-    finally:
-        bar.close()
+
+    def __init__(self, env: Any, agent: Any, real: ReplayBuffer, state: OnlineState, *, steps: int,
+                 start_steps: int, action_rng: np.random.Generator, episode_seed: Callable[[int], int]) -> None:
+        self.env, self.agent, self.real, self.state = env, agent, real, state
+        self.steps, self.start_steps, self.action_rng, self.episode_seed = steps, start_steps, action_rng, episode_seed
+        self.act_dim = env.action_space.shape[0]
+        self.obs, _ = env.reset(seed=episode_seed(state.episode))
+        self.episode_return = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self.state.t < self.steps
+
+    @property
+    def learning(self) -> bool:
+        """Whether the learner runs after this step: once the replay holds more than ``start_steps``
+        rows (the REDQ code's delay_update_steps 'auto')."""
+        return len(self.real) > self.start_steps
+
+    def step(self) -> bool:
+        """Act, step the environment and store the transition; True when the episode has ended
+        (the caller then finishes its step and calls :meth:`next_episode`)."""
+        start = time.perf_counter()
+        if len(self.real) <= self.start_steps:
+            action = self.action_rng.uniform(-1.0, 1.0, self.act_dim).astype(np.float32)
+        else:
+            action = self.agent.act(self.obs[None])[0]
+        next_obs, reward, terminated, truncated, _ = self.env.step(action)
+        self.real.add(transition_row(self.obs, action, float(reward), next_obs, terminated, self.real.layout))
+        if (truncated or self.state.t == self.steps - 1) and not terminated:
+            self.state.timeouts.append(self.state.t)
+        self.episode_return += float(reward)
+        self.state.t += 1
+        self.obs = next_obs
+        self.state.seconds["env"] += time.perf_counter() - start
+        return bool(terminated or truncated)
+
+    def next_episode(self) -> None:
+        """Record the finished episode's return and reset the environment for the next one."""
+        self.state.episode_returns.append(self.episode_return)
+        self.state.episode += 1
+        self.obs, _ = self.env.reset(seed=self.episode_seed(self.state.episode))
+        self.episode_return = 0.0
