@@ -44,7 +44,7 @@ def residual_block_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.
 # config set means the same thing for all three. Large tiles serve sampling batches (100k rows);
 # 64x32 tiles give the training batch (256 rows x 1024 features) 128 tiles for an H100's 132 SMs. Tensor-core precisions take large tiles; IEEE fp32
 # runs on the FMA units, where a thread holds its accumulators in registers, so its tiles keep
-# BLOCK_M * BLOCK_N / threads <= 32 (larger tiles spill: see bench/compile_check.py).
+# BLOCK_M * BLOCK_N / threads <= 32 (larger tiles spill: see bench/tools/compile_check.py).
 def _config(m, n, k, warps, stages):
     return triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=warps, num_stages=stages)
 

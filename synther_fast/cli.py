@@ -51,6 +51,7 @@ from synther_fast.pipelines.offline import format_summary
 from synther_fast.pipelines.replay_demo import replay_demo
 from synther_fast.pipelines.report import report_for_run
 from synther_fast.pipelines.sweeps import RayMissingError, sweep
+from synther_fast.runs import RunFiles
 from synther_fast.runs.summaries import seeds_table
 
 ENVS_HELP = f"tasks: {NAMES_HELP}"
@@ -88,7 +89,7 @@ class Demo:
             print(f"  phase {i}/{len(plan)}: {step}")
         result = train(config, run_dir=run_dir, resume=True)
         text = format_summary(result.summary)
-        table = result.run_dir / "demo_table.txt"
+        table = RunFiles(result.run_dir)["demo_table"]
         with atomic_write(table) as handle:
             handle.write((text + "\n").encode())
         print("\n" + text)

@@ -44,7 +44,7 @@ def graphs_enabled() -> bool:
 
 def _graph_device(device: torch.device) -> bool:
     """Whether ``device`` can capture graphs (CUDA). Tests replace this to run the captured code
-    paths on the CPU against a recording fake of torch.cuda's graph API (tests/fake_cuda.py)."""
+    paths on the CPU against a recording fake of torch.cuda's graph API (tests/helpers/fake_cuda.py)."""
     return device.type == "cuda"
 
 

@@ -1,7 +1,7 @@
 """Terminal labels for generated rows: the task's termination rule, or a classifier learned on the
 real rows, instead of thresholding the generated 0/1 column.
 
-Measured at quick scale on SAC-collected data (docs/RESULTS.md, bench/terminal_study.py): a
+Measured at quick scale on SAC-collected data (docs/RESULTS.md, bench/studies/terminal_study.py): a
 diffusion model sampling the rare 0/1 column beside the continuous ones, thresholded at 0.5 as the
 published code, gave Hopper-v5 0.15% terminals for a real 1.49% and Walker2d-v5 0.17% for 1.30%;
 even where the generated next state was unhealthy, only 3-8% of those rows were terminal. The
