@@ -150,7 +150,7 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 
 def make_optimizer(params, lr: float, device: torch.device, fast: bool, captured: bool) -> torch.optim.Optimizer:
     """Adam. Fast: fused (one kernel for every parameter), capturable with a device-tensor lr when
-    the update is captured (graphs.optimizer_options). The plain reference: per-parameter Adam."""
+    the update is captured (cuda_graphs.optimizer_options). The plain reference: per-parameter Adam."""
     if fast:
         return torch.optim.Adam(params, **optimizer_options(lr, device, captured))
     return torch.optim.Adam(params, lr=lr, foreach=False)

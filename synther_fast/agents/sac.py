@@ -13,7 +13,7 @@ the critic step; then every target network moves by polyak averaging.
 
 ``update(batch)`` is one critic update (plus the actor's, when due); ``update_block(batches)``
 runs the ``utd`` updates of one environment step on a stacked (utd, B, width) batch and is what
-the online loop calls: on CUDA the fast agent captures it once as one graph (graphs.CapturedStep,
+the online loop calls: on CUDA the fast agent captures it once as one graph (cuda_graphs.CapturedStep,
 which copies each call's rows into its static input). The plain reference (``fast=False``) always
 runs eagerly: it is what the captured block is measured against.
 """

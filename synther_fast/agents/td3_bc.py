@@ -3,7 +3,7 @@ policy delay 2, tau 0.005, Adam 3e-4, 2x256 networks, states normalised with the
 mean and std (also for synthetic-only runs, as the published SynthER code).
 
 The update is split into a critic step and an actor step, each a function of static tensors, so
-that on CUDA the fast agent captures each update kind once as a graph (graphs.CapturedStep, which
+that on CUDA the fast agent captures each update kind once as a graph (cuda_graphs.CapturedStep, which
 copies each call's batch into its static input). ``fast=False`` builds the plain per-network
 reference used in tests and benchmarks; it always runs eagerly.
 """

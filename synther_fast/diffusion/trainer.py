@@ -149,7 +149,7 @@ class DiffusionTrainer:
         """Exactly one optimiser step on a uniformly drawn batch; returns the loss (a device tensor).
 
         On CUDA (``cuda_graph``) the first call warms up on a side stream, undoes the warm-up and
-        captures the step (graphs.CapturedStep); every call, that one included, is one step.
+        captures the step (cuda_graphs.CapturedStep); every call, that one included, is one step.
         """
         self.network.train()
         with self.rng.scope():

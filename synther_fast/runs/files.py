@@ -3,8 +3,8 @@ that builds run-directory paths.
 
 A run's files are reached only through :class:`RunFiles` (``Run.files``; :func:`artifact_path` for a
 directory without an open Run), so a name or a format is written down once. Where runs go is named
-here too (:func:`default_run_dir`, :func:`seed_dir`). ``tests/runs/test_run_files.py`` checks that
-every file a finished offline and online run leaves is in the table.
+here too (:func:`default_run_dir`, :func:`seed_dir`). The offline and online pipeline tests
+(tests/pipelines/) check with :func:`unlisted_files` that every file a finished run leaves is in the table.
 """
 
 from __future__ import annotations

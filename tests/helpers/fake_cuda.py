@@ -3,7 +3,7 @@
 What a real CUDA graph does, and what this fake does the same way:
 
 - capture *records* the work instead of running it for later: here every aten op the captured
-  function dispatches is recorded (op, arguments, outputs); :class:`graphs.CapturedStep` restores
+  function dispatches is recorded (op, arguments, outputs); :class:`cuda_graphs.CapturedStep` restores
   its state after any capture, so the run-while-recording leaves no trace, as a real capture;
 - replay re-runs the recorded ops on the *same tensor objects* (fixed addresses), writing fresh
   results into the tensors the capture produced. So a Python float baked into an op at capture stays

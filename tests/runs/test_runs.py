@@ -78,3 +78,48 @@ def test_temporaries_of_killed_writers_are_cleaned_on_the_next_write(tmp_path) -
     with atomic_write(target) as handle:
         handle.write(b"new")
     assert not dead.exists() and live.exists() and target.read_bytes() == b"new"
+
+
+def test_run_files_name_every_file_once(tmp_path) -> None:
+    from synther_fast.runs import ARTIFACTS, RunFiles, unlisted_files
+
+    files = RunFiles(tmp_path)
+    assert files["config"] == tmp_path / "config.json" and files.path("agent", arm="mixed") == tmp_path / "agent_mixed.ckpt"
+    assert files.refit(3) == (tmp_path / "synther_3.pt", tmp_path / "synthetic_3.replay", tmp_path / "synthetic_3.json")
+    with pytest.raises(KeyError, match="has a pattern"):
+        files["agent"]  # a patterned name needs its key
+    with pytest.raises(KeyError, match="unknown run artefact 'metric'"):
+        files["metric"]
+    for k in (0, 1):
+        for path in files.refit(k):
+            path.write_text("x")
+    files["summary"].write_text("{}")
+    assert [p.name for p in files.all_refit_files()] == sorted(p.name for k in (0, 1) for p in files.refit(k))
+    assert unlisted_files(tmp_path) == []
+    (tmp_path / "stray.bin").write_text("x")
+    assert unlisted_files(tmp_path) == ["stray.bin"]
+    assert len({a.pattern for a in ARTIFACTS.values()}) == len(ARTIFACTS)  # no two names for one file
+
+
+def test_a_given_dataset_is_read_where_it_was_given(tmp_path, monkeypatch) -> None:
+    from synther_fast.runs import RunFiles
+
+    files = RunFiles(tmp_path / "run")
+    assert files.real_dataset(None) == files["dataset"]  # collected by the run
+    assert files.real_dataset(tmp_path / "d.npz") == tmp_path / "d.npz"  # absolute: as given
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "here.npz").write_text("x")
+    assert files.real_dataset("here.npz") == tmp_path.joinpath("here.npz").relative_to(tmp_path)  # exists from here
+    assert files.real_dataset("inside.npz") == tmp_path / "run" / "inside.npz"  # else relative to the run
+
+
+def test_the_metrics_log_needs_only_a_folder(tmp_path) -> None:
+    from synther_fast.runs import MetricsLog
+
+    log = MetricsLog(tmp_path)
+    log.log("online", 10, {"return_mean": 1.5})
+    log.log("online", 20, {"return_mean": 2.5})
+    log.truncate("online", 10)
+    assert [r["step"] for r in log.records("online")] == [10]
+    assert (tmp_path / "metrics.csv").read_text().splitlines() == ["phase,step,name,value", "online,10,return_mean,1.5"]
+    log.close()
