@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=20_000)
     parser.add_argument("--eval-every", type=int, default=5_000)
     parser.add_argument("--episodes", type=int, default=5)
-    parser.add_argument("--out", default="bench/results/terminal-effect.json")
+    parser.add_argument("--out", default="docs/results/terminal-effect.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     with np.load(args.data) as f:

@@ -8,7 +8,7 @@ model). The dynamics error (SynthER's: each row simulated from its own state and
 computed once per generated row and averaged over each set's rows. Reported: rows kept, terminal rate and its ratio to the real one, the rate where the
 generated next state is unhealthy / healthy, and the continuous marginals' mean KS.
 
-Usage: python bench/studies/terminal_prior.py RUN_DIR [RUN_DIR ...] [--out bench/results/terminal-prior.json]
+Usage: python bench/studies/terminal_prior.py RUN_DIR [RUN_DIR ...] [--out docs/results/terminal-prior.json]
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def measure(run_dir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path)
-    parser.add_argument("--out", default="bench/results/terminal-prior.json")
+    parser.add_argument("--out", default="docs/results/terminal-prior.json")
     args = parser.parse_args()
     results = [measure(r) for r in args.runs]
     for r in results:

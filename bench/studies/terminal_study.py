@@ -23,7 +23,7 @@ Reported per variant: the overall rate, the rate where the synthetic next_obs is
 where it is healthy (the task's rules), and, for the refit, the continuous marginals' mean KS.
 
 Usage: python bench/studies/terminal_study.py [--tasks Hopper-v5 Walker2d-v5] [--steps 30000] [--rows 100000]
-         [--out bench/results/terminal-study.json] [--save-rows DIR]
+         [--out docs/results/terminal-study.json] [--save-rows DIR]
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30_000)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="bench/results/terminal-study.json")
+    parser.add_argument("--out", default="docs/results/terminal-study.json")
     parser.add_argument("--save-rows", type=Path, default=None, help="folder for TASK.npz (real and raw generated rows)")
     args = parser.parse_args()
     torch.set_num_threads(2)

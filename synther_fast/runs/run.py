@@ -37,6 +37,10 @@ def read_config(run_dir: str | os.PathLike[str], cls: type | None = None) -> Any
     path = RunFiles(run_dir)["config"]
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: {run_dir} is not a run directory")
+    return _config_from_file(path, cls)
+
+
+def _config_from_file(path: Path, cls: type | None) -> Any:
     try:
         data = json.loads(path.read_text())
     except ValueError as exc:
@@ -75,7 +79,7 @@ class Run:
             raise RunError(f"{path} exists and is not a directory")
         files = RunFiles(path)
         if files["config"].exists() and cls._holds_work(files):
-            saved = read_config(path, type(config))
+            saved = _config_from_file(files["config"], type(config))
             if not resume:
                 raise FileExistsError(
                     f"{path} already holds a run; pass resume=True (--resume) to continue it, or "
