@@ -11,6 +11,7 @@ function here is the plain single-process path.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import Iterator
 
@@ -63,6 +64,9 @@ def process_group(device: str | torch.device | None = None) -> Iterator[torch.de
         raise
     # Every rank reaches the teardown together: a gloo rank that destroys its group while a peer's
     # last send is still in flight can abort in C++ ("terminate called without an active exception").
+    # Objects in reference cycles that still hold the group (a DDP wrapper's reducer) are freed first,
+    # while the interpreter is whole: freed during finalisation, gloo's threads can abort the same way.
+    gc.collect()
     dist.barrier()
     dist.destroy_process_group()
 

@@ -198,6 +198,7 @@ class SynthER:
         bar.close()
         if world > 1:
             broadcast_module(trainer.ema)
+            trainer.forward_network = self.network  # drop the DDP wrapper now, not at interpreter exit
         barrier()  # rank 0's last checkpoint is on disk before any rank goes on
         self.fit_seconds = time.perf_counter() - started
         gen = self.config.generation
