@@ -1,4 +1,5 @@
-"""Fused elementwise work of one stochastic Heun step (EDM Algorithm 2), between the network calls.
+"""Fused elementwise work of one sampler step between the network calls: the stochastic Heun step
+(EDM Algorithm 2) and the one-evaluation steps of Euler and DPM-Solver++(2M).
 
 With F the raw network output and (c_skip, c_out) the preconditioning at the evaluated sigma,
 D = c_skip x + c_out F (clamped to [-1, 1] for the min-max normaliser).
@@ -10,7 +11,16 @@ D = c_skip x + c_out F (clamped to [-1, 1] for the min-max normaliser).
   x = x_hat + (t_next - t_hat) (d_cur + d_next) / 2, then the *next* step's churn
   x_hat' = x + churn_std' eps' and its network input c_in(t_hat') x_hat'.
 
-References: :func:`churn_reference`, :func:`euler_step_reference`, :func:`heun_churn_step_reference`.
+The one-evaluation samplers (euler, dpmpp_2m) take one launch per step:
+
+- :func:`linear_step`: D as above, D_2 = c1 D + c2 D_prev (DPM-Solver++(2M)'s blend of this and
+  the previous step's denoised rows, kept in one extra buffer; c1 = 1, c2 = 0 for Euler),
+  x' = a x + b D_2, then the next step's churn x' + churn_std eps and its network input
+  c_in x'. Euler's step x + (t' - t)(x - D)/t is a = t'/t, b = 1 - a; DPM-Solver++'s
+  (sigma'/sigma) x - expm1(-h) D_2 is the same a and b.
+
+References: :func:`churn_reference`, :func:`euler_step_reference`, :func:`heun_churn_step_reference`,
+:func:`linear_step_reference`.
 Noise is an input, so a test feeds the reference the same noise. All arithmetic is fp32.
 
 Classifier-free guidance: the network runs once on 2B rows, the B conditional rows first and
@@ -63,6 +73,18 @@ def heun_churn_step_reference(x_hat, x_next, d_cur, f, eps, c_skip: float, c_out
     x = x_hat + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_next)
     x_hat_new = x + churn_std * eps
     return x_hat_new, _twice(c_in_hat * x_hat_new, duplicate)
+
+
+def linear_step_reference(x, f, previous, eps, c_skip: float, c_out: float, a: float, b: float, c1: float,
+                          c2: float, churn_std: float, c_in_next: float, clamp: bool = False,
+                          guidance: float | None = None, duplicate: bool = False):
+    """Returns (x', its network input, D): x' = a x + b (c1 D + c2 previous) + churn_std eps."""
+    denoised = _denoised(x, _guided_reference(f, guidance), c_skip, c_out, clamp)
+    blended = c1 * denoised + (c2 * previous if previous is not None else 0.0)
+    x_new = a * x + b * blended
+    if eps is not None:
+        x_new = x_new + churn_std * eps
+    return x_new, _twice(c_in_next * x_new, duplicate), denoised
 
 
 @triton.jit
@@ -130,6 +152,25 @@ def _heun_churn_kernel(x_hat_ptr, x_next_ptr, d_cur_ptr, f_ptr, eps_ptr, out_ptr
     _store_input(net_in_ptr, offs, c_in_hat * x_hat_new, mask, n, DUPLICATE)
 
 
+@triton.jit
+def _linear_kernel(x_ptr, f_ptr, prev_ptr, eps_ptr, out_ptr, net_in_ptr, n, c_skip, c_out, a, b, c1, c2, churn_std,
+                   c_in_next, w, CLAMP: tl.constexpr, GUIDED: tl.constexpr, DUPLICATE: tl.constexpr,
+                   MULTISTEP: tl.constexpr, CHURN: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    x = tl.load(x_ptr + offs, mask=mask)
+    denoised = _denoised_tile(x, _network_output(f_ptr, offs, mask, n, w, GUIDED), c_skip, c_out, CLAMP)
+    blended = c1 * denoised
+    if MULTISTEP:  # read the previous step's D, then keep this step's for the next
+        blended += c2 * tl.load(prev_ptr + offs, mask=mask)
+        tl.store(prev_ptr + offs, denoised, mask=mask)
+    x_new = a * x + b * blended
+    if CHURN:
+        x_new += churn_std * tl.load(eps_ptr + offs, mask=mask)
+    tl.store(out_ptr + offs, x_new, mask=mask)
+    _store_input(net_in_ptr, offs, c_in_next * x_new, mask, n, DUPLICATE)
+
+
 def _grid(n: int):
     return (triton.cdiv(n, BLOCK),)
 
@@ -194,4 +235,26 @@ def heun_churn_step(x_hat, x_next, d_cur, f, eps, c_skip, c_out, t_hat, t_next, 
                                              c_out, t_hat, t_next, churn_std, c_in_hat,
                                              0.0 if guidance is None else float(guidance), CLAMP=clamp,
                                              GUIDED=guidance is not None, DUPLICATE=duplicate, BLOCK=BLOCK)
+    return x_new, net_in
+
+
+def linear_step(x, f, previous, eps, c_skip, c_out, a, b, c1, c2, churn_std, c_in_next, clamp=False, out=None,
+                guidance: float | None = None, duplicate: bool = False):
+    """One step of a one-evaluation sampler after its network evaluation; returns (x', c_in x').
+
+    ``previous`` (or None): the previous step's denoised rows, read with weight c2 and overwritten
+    with this step's (the multistep solver's one extra buffer). ``eps`` (or None): the next step's
+    churn noise. ``out``: a preallocated (x', network input) pair; x' may be ``x`` itself.
+    ``guidance`` and ``duplicate`` as in :func:`euler_step`.
+    """
+    _flat(x, *(t for t in (previous, eps) if t is not None))
+    _check_pair(x, f, guidance is not None, "the network output")
+    x_new, net_in = out if out is not None else (torch.empty_like(x), _input_out(x, duplicate))
+    _flat(x, x_new)
+    _check_pair(x, net_in, duplicate, "the network input")
+    _linear_kernel[_grid(x.numel())](x, f, x if previous is None else previous, x if eps is None else eps, x_new,
+                                     net_in, x.numel(), c_skip, c_out, a, b, c1, c2, churn_std, c_in_next,
+                                     0.0 if guidance is None else float(guidance), CLAMP=clamp,
+                                     GUIDED=guidance is not None, DUPLICATE=duplicate,
+                                     MULTISTEP=previous is not None, CHURN=eps is not None, BLOCK=BLOCK)
     return x_new, net_in

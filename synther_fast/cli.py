@@ -262,6 +262,10 @@ class Generate:
     row's drawn from them uniformly; none samples its unconditional branch (said on the console)"""
     scale: float | None = None
     """guidance scale w for --conditions (default: the model's synther.guided.scale)"""
+    sampler: Literal["heun", "euler", "dpmpp_2m"] | None = None
+    """sampler to draw with (default: the model's synther.edm.sampler; the file records it and its NFE)"""
+    num_steps: int | None = None
+    """sampler steps (default: the model's synther.edm.num_steps)"""
 
     def run(self) -> int:
         if self.rows <= 0:
@@ -273,7 +277,7 @@ class Generate:
         else:
             check_output_path(self.out)
         with process_group(self.device) as device:
-            model = SynthER.load(self.model, map_location=device)
+            model = SynthER.load(self.model, map_location=device).with_sampler(self.sampler, self.num_steps)
             if self.conditions and not model.conditional:
                 raise ValueError(f"{self.model} is an unconditional model (synther.guidance 'none'): it takes no "
                                  f"--conditions")
@@ -290,7 +294,9 @@ class Generate:
                 Path(target).unlink()
             if is_main_process():
                 world = rank_and_world()[1]
-                print(f"wrote {written:,} synthetic transitions to {self.out}"
+                record = model.sampler_record
+                print(f"wrote {written:,} synthetic transitions to {self.out} ({record['sampler']}, "
+                      f"{record['num_steps']} steps, {record['nfe']} network evaluations per row)"
                       + (f" (drawn by {world} processes)" if world > 1 else ""))
         return 0
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from synther_fast.config import DenoiserConfig, EDMConfig, TrainerConfig
-from synther_fast.diffusion import DiffusionTrainer, ResidualMLPDenoiser, heun_sample, heun_schedule
+from synther_fast.diffusion import DiffusionTrainer, ResidualMLPDenoiser, heun_sample, sampler_schedule
 from synther_fast.diffusion.edm import denoise
-from synther_fast.diffusion.fused_sampler import FusedHeunSampler
+from synther_fast.diffusion.fused_sampler import FusedSampler
 
 pytestmark = pytest.mark.gpu
 WIDTH, DEPTH, DIM_T, D_IN, ROWS = 1024, 6, 256, 42, 100_000
@@ -83,9 +83,9 @@ def synchronized_after_warmup(run_once):
 def test_sampling_100k(benchmark, impl) -> None:
     kind, *rest = impl.split("-")
     precision = rest[-1]
-    schedule = heun_schedule(EDMConfig())
+    schedule = sampler_schedule(EDMConfig())
     if kind == "fused":
-        sampler = FusedHeunSampler(network("fused", precision), schedule, 1.0, ROWS, D_IN, "cuda",
+        sampler = FusedSampler(network("fused", precision), schedule, 1.0, ROWS, D_IN, "cuda",
                                    graph=rest[0] == "graph")
         run_once = sampler.sample
     else:
@@ -116,14 +116,14 @@ def test_guided_sampling_100k(benchmark, impl) -> None:
     from synther_fast.diffusion.edm import guided_denoisers
 
     torch.manual_seed(0)
-    schedule = heun_schedule(EDMConfig())
+    schedule = sampler_schedule(EDMConfig())
     backend = "fused" if impl.startswith("fused") else "reference"
     cfg = DenoiserConfig(width=WIDTH, depth=DEPTH, dim_t=DIM_T, backend=backend, precision="tf32")
     net = ResidualMLPDenoiser(cfg, D_IN, conditional=True).cuda().eval()
     cond = torch.randn(ROWS, device="cuda")
     both = impl.endswith("both")
     if backend == "fused":
-        sampler = FusedHeunSampler(net, schedule, 1.0, ROWS, D_IN, "cuda", graph=True,
+        sampler = FusedSampler(net, schedule, 1.0, ROWS, D_IN, "cuda", graph=True,
                                    guidance=None if impl.endswith("unguided") else 2.0, both_evaluations=both)
         if sampler.cond is not None:
             sampler.cond.copy_(cond)

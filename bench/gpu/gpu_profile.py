@@ -19,9 +19,9 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from synther_fast.config import DenoiserConfig, EDMConfig, TrainerConfig
-from synther_fast.diffusion import DiffusionTrainer, ResidualMLPDenoiser, heun_sample, heun_schedule
+from synther_fast.diffusion import DiffusionTrainer, ResidualMLPDenoiser, heun_sample, sampler_schedule
 from synther_fast.diffusion.edm import denoise
-from synther_fast.diffusion.fused_sampler import FusedHeunSampler
+from synther_fast.diffusion.fused_sampler import FusedSampler
 
 WIDTH, DEPTH, DIM_T, D_IN, ROWS = 1024, 6, 256, 42, 100_000
 
@@ -64,7 +64,7 @@ def main() -> None:
     if not torch.cuda.is_available():
         raise SystemExit("gpu_profile.py needs a CUDA device")
     print(torch.cuda.get_device_name(), "torch", torch.__version__)
-    schedule = heun_schedule(EDMConfig(), 2)
+    schedule = sampler_schedule(EDMConfig(), 2)
 
     reference = network("reference", "ieee")
 
@@ -74,7 +74,7 @@ def main() -> None:
 
     report("sampling, eager fp32 reference, 2 Heun steps x 100k rows", eager_sampling)
     for graph in (False, True):
-        sampler = FusedHeunSampler(network("fused", "tf32"), schedule, 1.0, ROWS, D_IN, "cuda", graph=graph)
+        sampler = FusedSampler(network("fused", "tf32"), schedule, 1.0, ROWS, D_IN, "cuda", graph=graph)
         report(f"sampling, fused tf32 {'+ CUDA graph' if graph else 'eager'}, 2 Heun steps x 100k rows",
                sampler.sample)
         del sampler

@@ -10,7 +10,7 @@ import torch
 
 from synther_fast import TransitionLayout
 from synther_fast.config import DenoiserConfig, EDMConfig, TrainerConfig
-from synther_fast.diffusion import DiffusionTrainer, ResidualMLPDenoiser, heun_sample, heun_schedule
+from synther_fast.diffusion import DiffusionTrainer, ResidualMLPDenoiser, heun_sample, sampler_schedule
 from synther_fast.diffusion.edm import denoise
 
 LAYOUT = TransitionLayout(17, 6, has_terminal=True)
@@ -49,7 +49,7 @@ def test_training_step(benchmark, impl, width) -> None:
 @pytest.mark.parametrize("impl", ["reference"])
 def test_sampling(benchmark, impl, width, rows) -> None:
     net = network(width).eval()
-    schedule = heun_schedule(EDMConfig())  # the paper's 128 steps, 255 network calls per row
+    schedule = sampler_schedule(EDMConfig())  # the paper's 128 steps, 255 network calls per row
     generator = torch.Generator(device=DEVICE).manual_seed(0)
 
     @torch.inference_mode()
@@ -79,7 +79,7 @@ def test_guided_sampling_cost(benchmark, impl) -> None:
     net = ResidualMLPDenoiser(DenoiserConfig(width=256, depth=6, dim_t=64), LAYOUT.width, conditional=True).to(DEVICE)
     net.eval()
     rows = 1024
-    schedule = heun_schedule(EDMConfig(num_steps=32))
+    schedule = sampler_schedule(EDMConfig(num_steps=32))
     cond = torch.randn(rows, device=DEVICE)
     if impl == "unguided":
         first = second = lambda x, s: denoise(net, x, s, 1.0)

@@ -47,6 +47,10 @@ class DenoiserConfig(Checked):
                              f"use backend 'reference'")
 
 
+SAMPLERS = ("heun", "euler", "dpmpp_2m")
+"""The generation samplers (synther_fast.diffusion.edm has their maths)."""
+
+
 @dataclass(frozen=True)
 class EDMConfig(Checked):
     """Elucidated diffusion (Karras et al. 2022): preconditioning, training noise, Heun sampler."""
@@ -63,10 +67,15 @@ class EDMConfig(Checked):
     """mean of log sigma during training (log-normal noise levels)"""
     P_std: float = 1.2
     """std of log sigma during training"""
+    sampler: str = "heun"
+    """'heun' (EDM's Algorithm 2, the published sampler: 2 N - 1 network evaluations), 'euler'
+    (first order, N evaluations) or 'dpmpp_2m' (DPM-Solver++(2M), second order from the previous
+    step's denoised rows, N evaluations, deterministic: S_churn does not apply)"""
     num_steps: int = 128
-    """sampler steps (each a Heun step: two network evaluations but the last)"""
+    """sampler steps N on the Karras sigma schedule (network evaluations per row: see sampler)"""
     S_churn: float = 80.0
-    """total stochasticity of the Heun sampler (gamma = min(S_churn/N, sqrt 2 - 1))"""
+    """total stochasticity of the heun and euler samplers (gamma = min(S_churn/N, sqrt 2 - 1); 0:
+    deterministic)"""
     S_tmin: float = 0.05
     """churn only for sigma in [S_tmin, S_tmax]"""
     S_tmax: float = 50.0
@@ -77,6 +86,7 @@ class EDMConfig(Checked):
     def check(self) -> None:
         """This part's own fields (nested parts check theirs; :func:`validate` runs them all)."""
         _positive(self, "sigma_data", "sigma_min", "sigma_max", "rho", "P_std", "num_steps")
+        _choice(self, "sampler", SAMPLERS)
         if self.sigma_min >= self.sigma_max:
             raise ValueError(f"EDMConfig.sigma_min ({self.sigma_min}) must be below sigma_max ({self.sigma_max})")
 

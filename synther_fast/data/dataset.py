@@ -44,6 +44,8 @@ class Dataset:
     timeouts: np.ndarray
     env_name: str | None = None
     source: str = field(default="memory", compare=False)
+    generated_by: dict | None = field(default=None, compare=False)
+    """for generated rows: how they were drawn (the sampler, its steps and NFE), kept in the file"""
 
     def __post_init__(self) -> None:
         self.observations = _float2d(self.observations, "observations", self.source)
@@ -192,7 +194,8 @@ def save_dataset(dataset: Dataset, path: str | os.PathLike[str]) -> Path:
         "timeouts": dataset.timeouts,
     }
     if path.suffix == ".npz":
-        meta = json.dumps({"format": NPZ_FORMAT, "version": NPZ_VERSION, "env_name": dataset.env_name})
+        meta = json.dumps({"format": NPZ_FORMAT, "version": NPZ_VERSION, "env_name": dataset.env_name,
+                           **({"generated_by": dataset.generated_by} if dataset.generated_by else {})})
         with atomic_write(path) as handle:
             np.savez(handle, meta=meta, **arrays)
     elif path.suffix in (".hdf5", ".h5"):
@@ -204,6 +207,8 @@ def save_dataset(dataset: Dataset, path: str | os.PathLike[str]) -> Path:
                     f.create_dataset(key, data=value.astype(bool) if key in ("terminals", "timeouts") else value)
                 if dataset.env_name:
                     f.attrs["env_name"] = dataset.env_name
+                if dataset.generated_by:
+                    f.attrs["generated_by"] = json.dumps(dataset.generated_by)
     else:
         raise DatasetError(f"{path}: unknown dataset suffix {path.suffix!r} (use .npz, .hdf5 or .h5)")
     return path
@@ -245,7 +250,7 @@ def _load_npz(path: Path) -> Dataset:
         raise DatasetError(f"{path}: missing arrays {sorted(missing)}")
     return Dataset(**{k: data[k] for k in ("observations", "actions", "rewards", "next_observations",
                                             "terminals", "timeouts")},
-                   env_name=meta.get("env_name"), source=str(path))
+                   env_name=meta.get("env_name"), source=str(path), generated_by=meta.get("generated_by"))
 
 
 def _open_hdf5(path: Path):
@@ -269,6 +274,7 @@ def _load_d4rl(path: Path) -> Dataset:
         except OSError as exc:
             raise DatasetError(f"{path}: truncated or corrupted HDF5 data ({exc})") from None
         env_name = f.attrs.get("env_name")
+        generated_by = json.loads(f.attrs["generated_by"]) if "generated_by" in f.attrs else None
     n = len(data["observations"])
     if "next_observations" not in data and "timeouts" not in data:
         raise DatasetError(f"{path}: without 'next_observations' the file needs 'timeouts' to know "
@@ -276,7 +282,7 @@ def _load_d4rl(path: Path) -> Dataset:
     timeouts = data.get("timeouts", np.zeros(n))
     if "next_observations" in data:
         return Dataset(data["observations"], data["actions"], data["rewards"], data["next_observations"],
-                       data["terminals"], timeouts, env_name, str(path))
+                       data["terminals"], timeouts, env_name, str(path), generated_by)
     # Next observation = the following step of the same episode; drop steps ending by time-out
     # (their successor belongs to the next episode) and the final step.
     timeouts = np.asarray(timeouts) > 0

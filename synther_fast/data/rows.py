@@ -12,9 +12,13 @@ from synther_fast.data.dataset import Dataset, DatasetError, load_dataset, save_
 from synther_fast.replay.layout import TransitionLayout
 
 
-def write_rows(rows: np.ndarray, layout: TransitionLayout, path: str | os.PathLike[str]) -> Path:
-    """Synthetic rows as a dataset file (atomically): the one file format for generated rows."""
-    return save_dataset(Dataset.from_rows(rows, layout), path)
+def write_rows(rows: np.ndarray, layout: TransitionLayout, path: str | os.PathLike[str],
+               info: dict | None = None) -> Path:
+    """Synthetic rows as a dataset file (atomically): the one file format for generated rows.
+    ``info``: how they were drawn (SynthER.sampler_record), stored as the file's generated_by."""
+    dataset = Dataset.from_rows(rows, layout)
+    dataset.generated_by = info
+    return save_dataset(dataset, path)
 
 
 def read_rows(path: str | os.PathLike[str], layout: TransitionLayout) -> np.ndarray:

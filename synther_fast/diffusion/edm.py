@@ -1,6 +1,7 @@
 """EDM maths (Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative
-Models"): preconditioning, training loss, sigma schedule and the stochastic Heun sampler
-(Algorithm 2), as SynthER uses them. Plain PyTorch: the reference every fused kernel matches."""
+Models"): preconditioning, training loss, the sigma schedule, and the samplers: the stochastic
+Heun sampler (Algorithm 2, SynthER's), Euler, and DPM-Solver++(2M) (Lu et al. 2022). Plain
+PyTorch: the reference every fused kernel matches."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from synther_fast.config import EDMConfig
+from synther_fast.config import SAMPLERS, EDMConfig
 
 Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """D(x, sigma): the denoised estimate of x at noise level sigma (sigma broadcast per row)."""
@@ -97,13 +98,15 @@ def edm_loss(network: torch.nn.Module, x: torch.Tensor, config: EDMConfig,
 
 
 @dataclass(frozen=True)
-class HeunSchedule:
-    """Per-step constants of Algorithm 2, built once on the host.
+class SamplerSchedule:
+    """Per-step constants of one sampler on the Karras schedule, built once on the host.
 
-    sigma[i] is t_i (t_N = 0); sigma_hat[i] = t_i (1 + gamma_i); churn_std[i] =
-    sqrt(sigma_hat^2 - t_i^2) S_noise; second_order[i] is False only where t_{i+1} = 0.
+    sigma[i] is t_i (t_N = 0); sigma_hat[i] = t_i (1 + gamma_i) is where step i evaluates D;
+    churn_std[i] = sqrt(sigma_hat^2 - t_i^2) S_noise; second_order[i] says whether step i makes a
+    second (correction) evaluation: Heun's, except where t_{i+1} = 0.
     """
 
+    sampler: str
     sigma: tuple[float, ...]
     gamma: tuple[float, ...]
     sigma_hat: tuple[float, ...]
@@ -113,6 +116,17 @@ class HeunSchedule:
     @property
     def num_steps(self) -> int:
         return len(self.gamma)
+
+    @property
+    def nfe(self) -> int:
+        """Network evaluations per row (each guided evaluation is one, on twice the rows)."""
+        return self.num_steps + sum(self.second_order)
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether the sampler draws churn noise at every step (heun and euler, even at churn 0, so
+        that their draw order is the same at every S_churn); dpmpp_2m draws the initial noise only."""
+        return self.sampler != "dpmpp_2m"
 
 
 def sigma_steps(config: EDMConfig, num_steps: int | None = None) -> list[float]:
@@ -126,19 +140,38 @@ def sigma_steps(config: EDMConfig, num_steps: int | None = None) -> list[float]:
     return steps + [0.0]
 
 
-def heun_schedule(config: EDMConfig, num_steps: int | None = None) -> HeunSchedule:
+def sampler_schedule(config: EDMConfig, num_steps: int | None = None, sampler: str | None = None) -> SamplerSchedule:
+    """The schedule of ``sampler`` (default: config.sampler) with ``num_steps`` (default:
+    config.num_steps) steps. Churn (S_churn, S_tmin, S_tmax, S_noise) applies to heun and euler."""
+    name = config.sampler if sampler is None else sampler
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}: choose one of {', '.join(SAMPLERS)}")
     sigma = sigma_steps(config, num_steps)
     n = len(sigma) - 1
     gamma_max = min(config.S_churn / n, math.sqrt(2) - 1)
-    gamma = [gamma_max if config.S_tmin <= t <= config.S_tmax else 0.0 for t in sigma[:-1]]
+    churns = name != "dpmpp_2m"
+    gamma = [gamma_max if churns and config.S_tmin <= t <= config.S_tmax else 0.0 for t in sigma[:-1]]
     sigma_hat = [t * (1 + g) for t, g in zip(sigma[:-1], gamma)]
     churn_std = [math.sqrt(max(h * h - t * t, 0.0)) * config.S_noise for h, t in zip(sigma_hat, sigma[:-1])]
-    second = [sigma[i + 1] != 0.0 for i in range(n)]
-    return HeunSchedule(tuple(sigma), tuple(gamma), tuple(sigma_hat), tuple(churn_std), tuple(second))
+    second = [name == "heun" and sigma[i + 1] != 0.0 for i in range(n)]
+    return SamplerSchedule(name, tuple(sigma), tuple(gamma), tuple(sigma_hat), tuple(churn_std), tuple(second))
+
+
+def _noise_source(noise, generator, shape, device, dtype) -> Callable[[int], torch.Tensor]:
+    def draw(k: int) -> torch.Tensor:
+        if noise is not None:
+            return noise[k].to(device=device, dtype=dtype)
+        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    return draw
+
+
+def _require(schedule: SamplerSchedule, name: str) -> None:
+    if schedule.sampler != name:
+        raise ValueError(f"a {schedule.sampler!r} schedule was given to the {name} sampler")
 
 
 def heun_sample(
-    denoiser: Denoise, shape: tuple[int, int], schedule: HeunSchedule, *,
+    denoiser: Denoise, shape: tuple[int, int], schedule: SamplerSchedule, *,
     generator: torch.Generator | None = None, device=None, dtype=torch.float32,
     noise: list[torch.Tensor] | None = None, second_denoiser: Denoise | None = None,
 ) -> torch.Tensor:
@@ -146,13 +179,9 @@ def heun_sample(
     ``shape`` (the initial sample's noise, then each step's churn noise) to make runs comparable.
     ``second_denoiser``: D for each step's second (correction) evaluation, if not ``denoiser``
     (guidance at the first evaluation only)."""
+    _require(schedule, "heun")
     second = denoiser if second_denoiser is None else second_denoiser
-
-    def draw(k: int) -> torch.Tensor:
-        if noise is not None:
-            return noise[k].to(device=device, dtype=dtype)
-        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
-
+    draw = _noise_source(noise, generator, shape, device, dtype)
     x = draw(0) * schedule.sigma[0]
     for i in range(schedule.num_steps):
         t_hat, t_next = schedule.sigma_hat[i], schedule.sigma[i + 1]
@@ -164,6 +193,70 @@ def heun_sample(
             d_next = (x - second(x, _full(t_next, x))) / t_next
             x = x_hat + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_next)
     return x
+
+
+def euler_sample(
+    denoiser: Denoise, shape: tuple[int, int], schedule: SamplerSchedule, *,
+    generator: torch.Generator | None = None, device=None, dtype=torch.float32,
+    noise: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Euler steps on the probability-flow ODE dx/dt = (x - D(x, t)) / t, with the same churn and
+    the same noise order as :func:`heun_sample` (its first evaluation of each step, alone)."""
+    _require(schedule, "euler")
+    draw = _noise_source(noise, generator, shape, device, dtype)
+    x = draw(0) * schedule.sigma[0]
+    for i in range(schedule.num_steps):
+        t_hat, t_next = schedule.sigma_hat[i], schedule.sigma[i + 1]
+        eps = draw(i + 1)
+        x_hat = x + schedule.churn_std[i] * eps if schedule.churn_std[i] > 0 else x
+        x = x_hat + (t_next - t_hat) * (x_hat - denoiser(x_hat, _full(t_hat, x))) / t_hat
+    return x
+
+
+def dpmpp_2m_sample(
+    denoiser: Denoise, shape: tuple[int, int], schedule: SamplerSchedule, *,
+    generator: torch.Generator | None = None, device=None, dtype=torch.float32,
+    noise: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022, the multistep second-order solver in data prediction), in
+    lambda = -log sigma: with h the step in lambda and r = h_previous / h,
+    x' = (sigma'/sigma) x - expm1(-h) D_2, where D_2 = (1 + 1/(2r)) D - 1/(2r) D_previous, and
+    D_2 = D on the first step and on the last step to sigma = 0 (which returns D itself).
+    One evaluation per step; only the initial noise is drawn."""
+    _require(schedule, "dpmpp_2m")
+    x = _noise_source(noise, generator, shape, device, dtype)(0) * schedule.sigma[0]
+    previous = None
+    sigma = schedule.sigma
+    for i in range(schedule.num_steps):
+        s, s_next = sigma[i], sigma[i + 1]
+        denoised = denoiser(x, _full(s, x))
+        if s_next == 0.0:
+            x = denoised
+            break
+        h = math.log(s) - math.log(s_next)
+        if previous is None:
+            blended = denoised
+        else:
+            r = (math.log(sigma[i - 1]) - math.log(s)) / h
+            blended = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * previous
+        x = (s_next / s) * x - math.expm1(-h) * blended
+        previous = denoised
+    return x
+
+
+def reference_sample(
+    denoiser: Denoise, shape: tuple[int, int], schedule: SamplerSchedule, *,
+    generator: torch.Generator | None = None, device=None, dtype=torch.float32,
+    noise: list[torch.Tensor] | None = None, second_denoiser: Denoise | None = None,
+) -> torch.Tensor:
+    """The plain-PyTorch sampler the schedule names (the reference every fused path matches);
+    ``second_denoiser`` is Heun's correction D (the one-evaluation samplers use ``denoiser`` only)."""
+    common = {"generator": generator, "device": device, "dtype": dtype, "noise": noise}
+    if schedule.sampler == "heun":
+        return heun_sample(denoiser, shape, schedule, second_denoiser=second_denoiser, **common)
+    if schedule.sampler == "euler":
+        return euler_sample(denoiser, shape, schedule, **common)
+    return dpmpp_2m_sample(denoiser, shape, schedule, **common)
 
 
 def _full(value: float, like: torch.Tensor) -> torch.Tensor:

@@ -1,9 +1,11 @@
-"""The stochastic Heun sampler driven by the fused step kernels, optionally captured as one CUDA
-graph per batch shape (every step, both network evaluations and the noise, no host sync).
+"""The samplers driven by the fused step kernels, optionally captured as one CUDA graph per batch
+shape (every step, every network evaluation and the noise, no host sync).
 
-Same maths and the same noise order as :func:`synther_fast.diffusion.edm.heun_sample` (initial
-noise, then one churn draw per step), so for the same noise both return the same rows up to fp32
-rounding. The Triton code lives in synther_fast.kernels; this module only sequences launches.
+Same maths and the same noise order as the reference samplers in synther_fast.diffusion.edm
+(initial noise, then one churn draw per step for heun and euler; the initial noise only for
+dpmpp_2m), so for the same noise both return the same rows up to fp32 rounding. The Triton code
+lives in synther_fast.kernels; this module only sequences launches and computes each step's
+coefficients on the host.
 """
 
 from __future__ import annotations
@@ -13,7 +15,26 @@ import math
 import torch
 
 from synther_fast.common.cuda_graphs import CapturedStep, will_capture
-from synther_fast.diffusion.edm import HeunSchedule
+from synther_fast.diffusion.edm import SamplerSchedule
+
+
+def linear_coefficients(schedule: SamplerSchedule) -> list[tuple[float, float, float, float]]:
+    """(a, b, c1, c2) of each step of a one-evaluation sampler: x' = a x + b (c1 D + c2 D_prev).
+
+    Written from sigma ratios (not the reference's log-sigma form, so the two check each other):
+    a = t'/t_hat and b = 1 - a for both samplers; DPM-Solver++(2M) blends with r = h_prev / h,
+    c1 = 1 + 1/(2r), c2 = -1/(2r), except on its first step and on the step to sigma = 0.
+    """
+    sigma, out = schedule.sigma, []
+    for i in range(schedule.num_steps):
+        t_hat, t_next = schedule.sigma_hat[i], sigma[i + 1]
+        a = t_next / t_hat
+        c1, c2 = 1.0, 0.0
+        if schedule.sampler == "dpmpp_2m" and 0 < i and t_next > 0:
+            r = math.log(sigma[i - 1] / sigma[i]) / math.log(sigma[i] / t_next)
+            c1, c2 = 1 + 0.5 / r, -0.5 / r
+        out.append((a, 1.0 - a, c1, c2))
+    return out
 
 
 def _pre(sigma: float, sigma_data: float) -> tuple[float, float, float, float]:
@@ -21,21 +42,23 @@ def _pre(sigma: float, sigma_data: float) -> tuple[float, float, float, float]:
     return d2 / (s2 + d2), sigma * sigma_data / math.sqrt(s2 + d2), 1 / math.sqrt(s2 + d2), math.log(sigma) / 4
 
 
-class FusedHeunSampler:
-    """Samples ``rows`` x ``width`` with ``network(net_in, c_noise)``; reuse it for many batches.
+class FusedSampler:
+    """Samples ``rows`` x ``width`` with ``network(net_in, c_noise)`` and the schedule's sampler;
+    reuse it for many batches.
 
     ``noise``: 'device' draws on the device inside the loop (the graph replays fresh draws);
     'input' reads ``self.noise`` (num_steps + 1, rows, width), which the caller fills first.
     """
 
-    def __init__(self, network, schedule: HeunSchedule, sigma_data: float, rows: int, width: int,
+    def __init__(self, network, schedule: SamplerSchedule, sigma_data: float, rows: int, width: int,
                  device: torch.device, clamp: bool = False, noise: str = "device", graph: bool | None = None,
                  generator: torch.Generator | None = None, guidance: float | None = None,
                  both_evaluations: bool = True) -> None:
         """``guidance`` w (a conditional network): classifier-free guidance with the rows'
         normalised conditions in ``self.cond`` (the caller fills it before each call); each guided
         evaluation runs the network once on 2B rows, conditional then unconditional.
-        ``both_evaluations`` False guides the first evaluation of each step only (PGR)."""
+        ``both_evaluations`` False guides the first evaluation of each Heun step only (PGR); the
+        one-evaluation samplers guide every evaluation."""
         from synther_fast.kernels import edm_step
 
         self.k = edm_step
@@ -70,28 +93,36 @@ class FusedHeunSampler:
         # The network input: 2B rows (conditional, then unconditional) when guided.
         self.net_in = torch.empty((rows * (2 if guidance is not None else 1), width), device=self.device)
         self.out = torch.empty(self.shape, device=self.device)
+        self.coefficients = linear_coefficients(schedule) if schedule.sampler != "heun" else None
 
     def _eps(self, k: int) -> torch.Tensor:
         if self.noise is not None:
             return self.noise[k]
         return torch.randn(self.shape, device=self.device, generator=self.generator)
 
+    def _evaluations(self):
+        """(first, second): the network calls of a step, on the network input buffer."""
+        net_in, rows = self.net_in, self.shape[0]
+        if self.guidance is None:
+            plain = lambda c: self.network(net_in, c)
+            return plain, plain
+        # The conditions' embeddings, once per batch: B conditional rows, B null rows.
+        cond_emb = self.network.condition_embedding(self.cond)
+        emb = torch.cat([cond_emb, self.network.condition_embedding(None, rows=rows)])
+        both = lambda c: self.network(net_in, c, embedding=emb)
+        return both, both if self.both_evaluations else (lambda c: self.network(net_in[:rows], c, embedding=cond_emb))
+
     @torch.inference_mode()
     def _loop(self) -> torch.Tensor:
+        if self.coefficients is not None:
+            return self._linear_loop()
         k, sched, sd = self.k, self.schedule, self.sigma_data
         x_hat, x_next, d_cur, spare = self.buffers
         net_in, rows = self.net_in, self.shape[0]
         w = self.guidance
         guided = w is not None
         both = guided and self.both_evaluations
-        if guided:  # the conditions' embeddings, once per batch: B conditional rows, B null rows
-            cond_emb = self.network.condition_embedding(self.cond)
-            emb = torch.cat([cond_emb, self.network.condition_embedding(None, rows=rows)])
-            first = lambda c: self.network(net_in, c, embedding=emb)
-            second = (lambda c: self.network(net_in, c, embedding=emb)) if both else \
-                (lambda c: self.network(net_in[:rows], c, embedding=cond_emb))
-        else:
-            first = second = lambda c: self.network(net_in, c)
+        first, second = self._evaluations()
         x0 = self._eps(0) * sched.sigma[0]
         k.churn(x0, self._eps(1), sched.churn_std[0], _pre(sched.sigma_hat[0], sd)[2], out=(x_hat, net_in),
                 duplicate=guided)
@@ -118,6 +149,30 @@ class FusedHeunSampler:
                               self.clamp, out=(x_hat, net_in), guidance=w if both else None, duplicate=guided)
         else:
             self.out.copy_(x_hat)
+        if self.clamp:
+            self.out.clamp_(-1.0, 1.0)
+        return self.out
+
+    def _linear_loop(self) -> torch.Tensor:
+        """Euler or DPM-Solver++(2M): one evaluation and one :func:`linear_step` launch per step."""
+        k, sched, sd, guided = self.k, self.schedule, self.sigma_data, self.guidance is not None
+        x, previous = self.buffers[0], self.buffers[1]
+        multistep = sched.sampler == "dpmpp_2m"
+        if multistep:
+            previous.zero_()  # read with weight 0 on the first step: it must not hold NaN
+        evaluate = self._evaluations()[0]
+        x0 = self._eps(0) * sched.sigma[0]
+        k.churn(x0, self._eps(1) if sched.stochastic else x0, sched.churn_std[0], _pre(sched.sigma_hat[0], sd)[2],
+                out=(x, self.net_in), duplicate=guided)
+        for i, (a, b, c1, c2) in enumerate(self.coefficients):
+            c_skip, c_out, _, _ = _pre(sched.sigma_hat[i], sd)
+            f = evaluate(self.c_noise_hat[i])
+            last = i + 1 == sched.num_steps
+            eps = self._eps(i + 2) if sched.stochastic and not last else None
+            churn_std, c_in_next = (0.0, 1.0) if last else (sched.churn_std[i + 1], _pre(sched.sigma_hat[i + 1], sd)[2])
+            k.linear_step(x, f, previous if multistep else None, eps, c_skip, c_out, a, b, c1, c2, churn_std, c_in_next,
+                          self.clamp, out=(self.out if last else x, self.net_in), guidance=self.guidance,
+                          duplicate=guided)
         if self.clamp:
             self.out.clamp_(-1.0, 1.0)
         return self.out

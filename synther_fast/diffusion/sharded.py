@@ -27,7 +27,7 @@ def chunk_block(n_chunks: int, rank: int, world: int) -> range:
 
 
 def generate_sharded(model, n: int, seed: int, out: str | os.PathLike[str], conditions=None,
-                     scale: float | None = None) -> int:
+                     scale: float | None = None, sampler: str | None = None, num_steps: int | None = None) -> int:
     """Generate n rows from ``model`` over every rank into one dataset file ``out``.
 
     Rows come in chunks of ``generation.chunk_size``, chunk k drawn from its own stream
@@ -35,15 +35,18 @@ def generate_sharded(model, n: int, seed: int, out: str | os.PathLike[str], cond
     ``model.generate(n, seed)`` gives in one process, in the same order: rank r draws its block of
     chunks, writes it beside ``out``, and rank 0 concatenates the blocks in rank order, writes the
     file atomically and removes the blocks. Returns the number of rows written (on every rank).
-    ``conditions`` / ``scale``: guided generation from a conditional model (SynthER.iter_chunks).
+    ``conditions`` / ``scale``: guided generation from a conditional model; ``sampler`` /
+    ``num_steps``: another sampler than the model's (SynthER.with_sampler). The file records the
+    sampler and its NFE.
     """
+    model = model.with_sampler(sampler, num_steps)
     rank, world = rank_and_world()
     chunk = model.config.generation.chunk_size
     chunks = chunk_block(-(-int(n) // chunk), rank, world)
     parts = [rows for rows in model.iter_chunks(n, seed, chunks=chunks, conditions=conditions, scale=scale)]
     rows = np.concatenate(parts) if parts else np.zeros((0, model.layout.width), np.float32)
     if world == 1:
-        write_rows(rows, model.layout, out)
+        write_rows(rows, model.layout, out, info=model.sampler_record)
         return len(rows)
     out = Path(out)
     block = out.with_name(f".{out.name}.rank{rank}-of-{world}.npy")
@@ -54,7 +57,7 @@ def generate_sharded(model, n: int, seed: int, out: str | os.PathLike[str], cond
     if rank == 0:
         blocks = [out.with_name(f".{out.name}.rank{r}-of-{world}.npy") for r in range(world)]
         everything = np.concatenate([np.load(b) for b in blocks])
-        write_rows(everything, model.layout, out)
+        write_rows(everything, model.layout, out, info=model.sampler_record)
         for b in blocks:
             b.unlink()
         written[0] = len(everything)

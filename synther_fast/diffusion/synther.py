@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -24,8 +25,8 @@ from synther_fast.common.rng import Stream, fit_seed, fresh_seed, seeded, stream
 from synther_fast.config import SynthERConfig, paper_offline, resolve_batch_size, validate
 from synther_fast.data.rows import write_rows
 from synther_fast.diffusion.denoiser import ResidualMLPDenoiser
-from synther_fast.diffusion.edm import denoise, guided_denoisers, heun_sample, heun_schedule
-from synther_fast.diffusion.fused_sampler import FusedHeunSampler
+from synther_fast.diffusion.edm import SamplerSchedule, denoise, guided_denoisers, reference_sample, sampler_schedule
+from synther_fast.diffusion.fused_sampler import FusedSampler
 from synther_fast.diffusion.normalizer import Normalizer
 from synther_fast.diffusion.termination import (
     TerminationClassifier,
@@ -91,7 +92,9 @@ class SynthER:
     """Diffusion model of transition rows in a TransitionLayout (Lu et al. 2023).
 
     ``fit`` trains a fresh model (the online loop refits from scratch, as the paper);
-    ``generate`` samples with the EMA weights and the stochastic Heun sampler.
+    ``generate`` samples with the EMA weights and the sampler of ``config.edm`` (the published
+    stochastic Heun by default; :meth:`with_sampler` or generate's ``sampler=``/``num_steps=``
+    choose another on a fitted model).
     """
 
     def __init__(self, layout: TransitionLayout, config: SynthERConfig | None = None,
@@ -268,7 +271,7 @@ class SynthER:
         """n rows in normalised space straight from the sampler (no post-processing).
 
         On CUDA with the fused denoiser, the fused sampler runs as one captured CUDA graph per
-        batch size (noise drawn on the device); elsewhere the reference Heun loop.
+        batch size (noise drawn on the device); elsewhere the reference loop of the sampler.
         ``conditions`` (n,): a conditional model's target scores, one per row, sampled with
         classifier-free guidance at ``scale`` (None: guided.scale); without them, or at scale 0,
         the unconditional branch alone runs (the same rows, at half the cost).
@@ -277,7 +280,7 @@ class SynthER:
         edm = self.config.edm
         network = self.ema.eval()
         clamp = self.config.normalizer.kind == "minmax"
-        schedule = heun_schedule(edm, num_steps)
+        schedule = self.schedule(num_steps)
         guidance = self.config.guided.scale if scale is None else float(scale)
         if not (np.isfinite(guidance) and guidance >= 0):
             raise ValueError(f"the guidance scale must be finite and >= 0, got {scale!r}")
@@ -311,33 +314,63 @@ class SynthER:
         else:
             denoiser, second = guided_denoisers(network, cond, guidance, edm.sigma_data, both, clamp)
 
-        x = heun_sample(denoiser, (n, self.layout.width), schedule, generator=generator, device=self.device,
-                        second_denoiser=second)
+        x = reference_sample(denoiser, (n, self.layout.width), schedule, generator=generator, device=self.device,
+                             second_denoiser=second)
         return x.clamp(-1.0, 1.0) if clamp else x
 
-    def _fused_sampler(self, n: int, schedule, clamp: bool, guidance: float | None = None, both: bool = True):
+    def _fused_sampler(self, n: int, schedule: SamplerSchedule, clamp: bool, guidance: float | None = None,
+                       both: bool = True):
         cache = self.__dict__.setdefault("_samplers", {})
         if cache and next(iter(cache))[2] != id(self.ema):  # another model's graphs: release them
             cache.clear()
-        key = (n, schedule.num_steps, id(self.ema), guidance, both)
+        key = (n, schedule, id(self.ema), guidance, both)
         if key not in cache:
             if len(cache) >= 3:  # a full chunk, a remainder, a top-up; each graph holds its activations
                 cache.pop(next(iter(cache)))
-            cache[key] = FusedHeunSampler(self.ema, schedule, self.config.edm.sigma_data, n,
+            cache[key] = FusedSampler(self.ema, schedule, self.config.edm.sigma_data, n,
                                           self.layout.width, self.device, clamp=clamp, guidance=guidance,
                                           both_evaluations=both)
         return cache[key]
 
+    def schedule(self, num_steps: int | None = None) -> SamplerSchedule:
+        """The sampler schedule generation uses (config.edm's sampler, ``num_steps`` or its own)."""
+        return sampler_schedule(self.config.edm, num_steps)
+
+    @property
+    def sampler_record(self) -> dict[str, Any]:
+        """What generated files and run summaries record of the sampler: name, steps and NFE."""
+        schedule = self.schedule()
+        return {"sampler": schedule.sampler, "num_steps": schedule.num_steps, "nfe": schedule.nfe}
+
+    def with_sampler(self, sampler: str | None = None, num_steps: int | None = None) -> SynthER:
+        """This fitted model with another sampler and/or number of steps: every generation path
+        (generate, generate_into, iter_chunks, sharded generation) of the returned model uses them.
+        It shares this model's weights; None keeps the current value."""
+        edm = self.config.edm
+        changes = {k: v for k, v in (("sampler", sampler), ("num_steps", num_steps)) if v is not None}
+        if not changes:
+            return self
+        config = validate(dataclasses.replace(self.config, edm=dataclasses.replace(edm, **changes)))
+        other = copy.copy(self)
+        other.config = config
+        other.__dict__.pop("_samplers", None)  # captured graphs belong to one schedule set
+        return other
+
     def iter_chunks(self, n: int, seed: int | None = None, chunks: range | None = None,
-                    conditions: Any = None, scale: float | None = None) -> Iterator[np.ndarray]:
+                    conditions: Any = None, scale: float | None = None, *, sampler: str | None = None,
+                    num_steps: int | None = None) -> Iterator[np.ndarray]:
         """Generated rows in chunks of at most ``generation.chunk_size``, post-processed.
 
         Chunk k draws from its own stream, (seed, Stream.CHUNK, k), so any block of chunks can be
         drawn alone (``chunks``: those chunk indices only; sharded generation) and gives the
         same rows as in a full run. ``conditions``: a conditional model's pool of target scores;
         each row's condition is drawn from it uniformly (from the chunk's own stream) and the rows
-        are guided toward it at ``scale`` (None: guided.scale).
+        are guided toward it at ``scale`` (None: guided.scale). ``sampler`` / ``num_steps``: draw
+        with these instead of config.edm's (:meth:`with_sampler`).
         """
+        if sampler is not None or num_steps is not None:
+            yield from self.with_sampler(sampler, num_steps).iter_chunks(n, seed, chunks, conditions, scale)
+            return
         pool = None
         if conditions is not None:
             if not self.conditional:
@@ -415,15 +448,20 @@ class SynthER:
         return np.ascontiguousarray(rows, dtype=np.float32)
 
     def generate(self, n: int, seed: int | None = None, conditions: Any = None,
-                 scale: float | None = None) -> np.ndarray:
+                 scale: float | None = None, *, sampler: str | None = None, num_steps: int | None = None) -> np.ndarray:
         """n new rows (fewer if non-finite rows had to be dropped) as a float32 numpy array;
-        ``conditions``/``scale``: guided generation (see :meth:`iter_chunks`)."""
-        chunks = list(self.iter_chunks(n, seed, conditions=conditions, scale=scale))
+        ``conditions``/``scale``: guided generation, ``sampler``/``num_steps``: another sampler
+        (see :meth:`iter_chunks`)."""
+        chunks = list(self.iter_chunks(n, seed, conditions=conditions, scale=scale, sampler=sampler,
+                                       num_steps=num_steps))
         return np.concatenate(chunks) if chunks else np.zeros((0, self.layout.width), np.float32)
 
     def generate_into(self, target: Any, n: int, seed: int | None = None, conditions: Any = None,
-                      scale: float | None = None) -> int:
-        """Stream n generated rows into a ReplayBuffer or an .npz file; returns rows written."""
+                      scale: float | None = None, *, sampler: str | None = None, num_steps: int | None = None) -> int:
+        """Stream n generated rows into a ReplayBuffer or an .npz file (which records the sampler
+        and its NFE); returns rows written."""
+        if sampler is not None or num_steps is not None:
+            return self.with_sampler(sampler, num_steps).generate_into(target, n, seed, conditions, scale)
         if isinstance(target, ReplayBuffer):
             if target.layout != self.layout:
                 raise ValueError(f"buffer layout {target.layout} differs from the model's {self.layout}")
@@ -436,7 +474,7 @@ class SynthER:
         if path.suffix != ".npz":
             raise ValueError(f"generate_into takes a ReplayBuffer or an .npz path, got {target!r}")
         rows = self.generate(n, seed, conditions=conditions, scale=scale)
-        write_rows(rows, self.layout, path)  # the one file format for generated rows (a dataset file)
+        write_rows(rows, self.layout, path, info=self.sampler_record)  # the one file format for generated rows
         return len(rows)
 
     # -- persistence --------------------------------------------------------------------------

@@ -414,19 +414,20 @@ def test_seeded_init_never_reseeds_device_generators(monkeypatch) -> None:
     assert torch.equal(torch.get_rng_state(), before)
 
 
-def test_fused_sampler_loop_has_no_host_sync() -> None:
+@pytest.mark.parametrize("sampler", ["heun", "euler", "dpmpp_2m"])
+def test_fused_sampler_loop_has_no_host_sync(sampler) -> None:
     """The fused sampler's step loop (Triton kernels under the interpreter here) is what the
-    sampler graph captures: it must not synchronise."""
+    sampler graph captures: it must not synchronise, for any sampler."""
     pytest.importorskip("triton")
-    from synther_fast.diffusion import heun_schedule
-    from synther_fast.diffusion.fused_sampler import FusedHeunSampler
+    from synther_fast.diffusion import sampler_schedule
+    from synther_fast.diffusion.fused_sampler import FusedSampler
 
     with seeded(0):
         net = ResidualMLPDenoiser(DenoiserConfig(width=16, depth=1, dim_t=8, backend="fused"), 5)
-    schedule = heun_schedule(EDMConfig(num_steps=3))
-    sampler = FusedHeunSampler(net, schedule, 1.0, 6, 5, "cpu", graph=False, generator=torch.Generator().manual_seed(0))
+    schedule = sampler_schedule(EDMConfig(num_steps=3, sampler=sampler))
+    fused = FusedSampler(net, schedule, 1.0, 6, 5, "cpu", graph=False, generator=torch.Generator().manual_seed(0))
     with HostSyncGuard():
-        out = sampler._loop()
+        out = fused._loop()
     assert torch.isfinite(out).all() and out.std() > 0
 
 
@@ -459,18 +460,18 @@ def test_conditional_train_step_replays_bitwise_like_eager(fake) -> None:
     assert not torch.equal(graphed.network.null_embedding, conditional().null_embedding)  # it was trained
 
 
-@pytest.mark.parametrize("both", [True, False])
-def test_guided_fused_sampler_loop_has_no_host_sync(both) -> None:
+@pytest.mark.parametrize(("both", "sampler"), [(True, "heun"), (False, "heun"), (True, "euler"), (True, "dpmpp_2m")])
+def test_guided_fused_sampler_loop_has_no_host_sync(both, sampler) -> None:
     pytest.importorskip("triton")
-    from synther_fast.diffusion import heun_schedule
-    from synther_fast.diffusion.fused_sampler import FusedHeunSampler
+    from synther_fast.diffusion import sampler_schedule
+    from synther_fast.diffusion.fused_sampler import FusedSampler
 
     with seeded(0):
         net = ResidualMLPDenoiser(DenoiserConfig(width=16, depth=1, dim_t=8, backend="fused"), 5, conditional=True)
-    schedule = heun_schedule(EDMConfig(num_steps=3))
-    sampler = FusedHeunSampler(net, schedule, 1.0, 6, 5, "cpu", graph=False, generator=torch.Generator().manual_seed(0),
-                               guidance=2.0, both_evaluations=both)
-    sampler.cond.copy_(torch.randn(6, generator=torch.Generator().manual_seed(2)))
+    schedule = sampler_schedule(EDMConfig(num_steps=3, sampler=sampler))
+    fused = FusedSampler(net, schedule, 1.0, 6, 5, "cpu", graph=False, generator=torch.Generator().manual_seed(0),
+                         guidance=2.0, both_evaluations=both)
+    fused.cond.copy_(torch.randn(6, generator=torch.Generator().manual_seed(2)))
     with HostSyncGuard():
-        out = sampler._loop()
+        out = fused._loop()
     assert torch.isfinite(out).all() and out.std() > 0

@@ -13,9 +13,9 @@ from synther_fast.diffusion.edm import (
     denoise,
     edm_loss,
     heun_sample,
-    heun_schedule,
     loss_weight,
     preconditioning,
+    sampler_schedule,
     sigma_steps,
 )
 
@@ -79,7 +79,7 @@ def test_sigma_schedule_matches_formula(n: int) -> None:
 
 
 def test_churn_gamma_is_clipped_to_sqrt2_minus_1_inside_the_window() -> None:
-    schedule = heun_schedule(PAPER)  # S_churn 80 / 128 steps = 0.625 > sqrt(2) - 1
+    schedule = sampler_schedule(PAPER)  # S_churn 80 / 128 steps = 0.625 > sqrt(2) - 1
     for t, gamma, t_hat, std in zip(schedule.sigma, schedule.gamma, schedule.sigma_hat, schedule.churn_std):
         if PAPER.S_tmin <= t <= PAPER.S_tmax:
             assert gamma == pytest.approx(math.sqrt(2) - 1)
@@ -88,7 +88,7 @@ def test_churn_gamma_is_clipped_to_sqrt2_minus_1_inside_the_window() -> None:
         assert t_hat == pytest.approx(t * (1 + gamma))
         assert std == pytest.approx(math.sqrt(t_hat**2 - t**2) * PAPER.S_noise)
     assert any(g > 0 for g in schedule.gamma) and any(g == 0 for g in schedule.gamma)
-    few = heun_schedule(EDMConfig(num_steps=400))  # 80/400 = 0.2 < sqrt(2) - 1: not clipped
+    few = sampler_schedule(EDMConfig(num_steps=400))  # 80/400 = 0.2 < sqrt(2) - 1: not clipped
     assert max(few.gamma) == pytest.approx(0.2)
     assert schedule.second_order == tuple([True] * 127 + [False])  # no correction at the last step
 
@@ -100,7 +100,7 @@ def exact_gaussian_denoiser(std: float):
 
 def sample_std(std: float, config: EDMConfig = PAPER, sampler=heun_sample) -> float:
     generator = torch.Generator().manual_seed(3)
-    x = sampler(exact_gaussian_denoiser(std), (20_000, 3), heun_schedule(config),
+    x = sampler(exact_gaussian_denoiser(std), (20_000, 3), sampler_schedule(config),
                 generator=generator, dtype=torch.float64)
     return float(x.std())
 
@@ -130,7 +130,7 @@ def test_the_std_check_catches_sampler_bugs() -> None:
 
 def test_deterministic_without_churn_and_noise_is_an_input() -> None:
     config = EDMConfig(S_churn=0.0, num_steps=10)
-    schedule = heun_schedule(config)
+    schedule = sampler_schedule(config)
     shape = (50, 4)
     start = torch.randn(shape)
     noise_a = [start] + [torch.randn(shape) for _ in range(10)]
@@ -139,7 +139,7 @@ def test_deterministic_without_churn_and_noise_is_an_input() -> None:
     out_a = heun_sample(den, shape, schedule, noise=noise_a)
     out_b = heun_sample(den, shape, schedule, noise=noise_b)
     torch.testing.assert_close(out_a, out_b, rtol=0, atol=0)  # churn noise is unused
-    churned = heun_schedule(EDMConfig(num_steps=10))
+    churned = sampler_schedule(EDMConfig(num_steps=10))
     assert not torch.equal(heun_sample(den, shape, churned, noise=noise_a),
                            heun_sample(den, shape, churned, noise=noise_b))
 

@@ -14,7 +14,7 @@ import torch
 
 from synther_fast import SynthER, quick
 from synther_fast.config import DenoiserConfig, EDMConfig
-from synther_fast.diffusion import ResidualMLPDenoiser, heun_sample, heun_schedule
+from synther_fast.diffusion import ResidualMLPDenoiser, heun_sample, reference_sample, sampler_schedule
 from synther_fast.diffusion.edm import denoise, guided_denoisers
 from synther_fast.diffusion.trainer import keep_mask
 from synther_fast.replay import TransitionLayout
@@ -72,7 +72,7 @@ def test_keep_mask_rate_and_independence() -> None:
 triton = pytest.importorskip("triton", reason="the fused kernels need triton")
 from synther_fast.kernels import edm_step  # noqa: E402
 
-from synther_fast.diffusion.fused_sampler import FusedHeunSampler  # noqa: E402
+from synther_fast.diffusion.fused_sampler import FusedSampler  # noqa: E402
 
 
 @pytest.mark.parametrize("shape", [(37, 29), (1, 1500)])
@@ -112,7 +112,7 @@ def test_guided_step_kernels_match_their_references(shape, clamp) -> None:
 @pytest.mark.parametrize("clamp", [False, True])
 def test_fused_guided_sampler_equals_the_reference(both, clamp) -> None:
     edm = EDMConfig(num_steps=6)
-    schedule = heun_schedule(edm)
+    schedule = sampler_schedule(edm)
     _, net = networks(null="learned")
     with torch.no_grad():  # a trained-looking condition MLP: not the tiny initial outputs
         for p in net.cond_mlp.parameters():
@@ -127,7 +127,7 @@ def test_fused_guided_sampler_equals_the_reference(both, clamp) -> None:
             want = want.clamp(-1, 1)
         unguided = heun_sample(lambda x, s: denoise(net, x, s, 1.0), (rows, width), schedule, noise=noise,
                                device=DEVICE)
-    sampler = FusedHeunSampler(net, schedule, 1.0, rows, width, DEVICE, clamp=clamp, noise="input", graph=False,
+    sampler = FusedSampler(net, schedule, 1.0, rows, width, DEVICE, clamp=clamp, noise="input", graph=False,
                                guidance=w, both_evaluations=both)
     sampler.noise.copy_(torch.stack(noise))
     sampler.cond.copy_(cond)
@@ -141,10 +141,35 @@ def test_fused_guided_sampler_equals_the_reference(both, clamp) -> None:
     assert (alternative - want).abs().max() > 1e-4  # the two placements of guidance differ
 
 
+@pytest.mark.parametrize("sampler", ["euler", "dpmpp_2m"])
+@pytest.mark.parametrize("clamp", [False, True])
+def test_fused_guided_one_evaluation_samplers_equal_the_reference(sampler, clamp) -> None:
+    """Euler and DPM-Solver++(2M) guide their one evaluation per step."""
+    schedule = sampler_schedule(EDMConfig(num_steps=6, sampler=sampler))
+    _, net = networks(null="learned")
+    with torch.no_grad():
+        for p in net.cond_mlp.parameters():
+            p.mul_(3.0)
+    rows, width, w = 21, 7, 2.0
+    noise = [rand(rows, width, seed=200 + k) for k in range(schedule.num_steps + 1)]
+    cond = rand(rows, seed=56)
+    first, _ = guided_denoisers(net, cond, w, 1.0, clamp=clamp)
+    with torch.inference_mode():
+        want = reference_sample(first, (rows, width), schedule, noise=noise, device=DEVICE)
+        want = want.clamp(-1, 1) if clamp else want
+        unguided = reference_sample(lambda x, s: denoise(net, x, s, 1.0), (rows, width), schedule, noise=noise,
+                                    device=DEVICE)
+    fused = FusedSampler(net, schedule, 1.0, rows, width, DEVICE, clamp=clamp, noise="input", graph=False, guidance=w)
+    fused.noise.copy_(torch.stack(noise))
+    fused.cond.copy_(cond)
+    torch.testing.assert_close(fused.sample(), want, rtol=1e-4, atol=1e-4)
+    assert (want - unguided).abs().max() > 1e-2  # guidance moved the rows
+
+
 def test_guided_sampler_refuses_an_unconditional_network() -> None:
     plain, _ = networks()
     with pytest.raises(ValueError, match="conditional network"):
-        FusedHeunSampler(plain, heun_schedule(EDMConfig(num_steps=3)), 1.0, 4, 7, DEVICE, graph=False, guidance=2.0)
+        FusedSampler(plain, sampler_schedule(EDMConfig(num_steps=3)), 1.0, 4, 7, DEVICE, graph=False, guidance=2.0)
 
 
 # -- the whole model ---------------------------------------------------------------------------
@@ -242,14 +267,14 @@ def test_bad_conditions_are_refused() -> None:
 @pytest.mark.gpu
 @pytest.mark.parametrize("both", [True, False])
 def test_captured_guided_sampler_equals_eager_and_the_reference(both) -> None:
-    schedule = heun_schedule(EDMConfig())  # the paper's 128 steps
+    schedule = sampler_schedule(EDMConfig())  # the paper's 128 steps
     torch.manual_seed(0)
     cfg = DenoiserConfig(width=256, depth=6, dim_t=64, backend="fused", precision="ieee")
     net = ResidualMLPDenoiser(cfg, 42, conditional=True, null="learned").cuda().eval()
     rows = 512
     noise = torch.randn(schedule.num_steps + 1, rows, 42, device="cuda")
     cond = torch.randn(rows, device="cuda")
-    samplers = [FusedHeunSampler(net, schedule, 1.0, rows, 42, "cuda", noise="input", graph=graph, guidance=2.0,
+    samplers = [FusedSampler(net, schedule, 1.0, rows, 42, "cuda", noise="input", graph=graph, guidance=2.0,
                                  both_evaluations=both) for graph in (True, False)]
     for sampler in samplers:
         sampler.noise.copy_(noise)

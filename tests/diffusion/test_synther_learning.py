@@ -78,7 +78,7 @@ def _wrong_noise_level(denoiser, shape, schedule, **kw):
 @pytest.mark.parametrize("broken", [_sign_flipped, _wrong_noise_level])
 def test_broken_samplers_fail_the_same_checks(fitted, monkeypatch, broken) -> None:
     model, _, held_out, _ = fitted
-    monkeypatch.setattr(synther_module, "heun_sample", broken)
+    monkeypatch.setattr(synther_module, "reference_sample", broken)
     with np.errstate(all="ignore"):
         q = quality(model.generate(2000, seed=0), held_out)
     assert not passes(q), q

@@ -17,9 +17,9 @@ pytest.importorskip("triton", reason="the fused kernels need triton")
 from synther_fast.kernels import edm_step  # noqa: E402
 
 from synther_fast.config import DenoiserConfig, EDMConfig  # noqa: E402
-from synther_fast.diffusion import ResidualMLPDenoiser, heun_sample, heun_schedule  # noqa: E402
+from synther_fast.diffusion import ResidualMLPDenoiser, reference_sample, sampler_schedule  # noqa: E402
 from synther_fast.diffusion.edm import denoise  # noqa: E402
-from synther_fast.diffusion.fused_sampler import FusedHeunSampler  # noqa: E402
+from synther_fast.diffusion.fused_sampler import FusedSampler, linear_coefficients  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -48,6 +48,49 @@ def test_euler_and_heun_churn_match_references(shape, clamp) -> None:
         torch.testing.assert_close(g, w, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(37, 29), (1, 1500)])
+@pytest.mark.parametrize("clamp", [False, True])
+@pytest.mark.parametrize("multistep", [False, True])
+@pytest.mark.parametrize("churn", [False, True])
+def test_linear_step_matches_reference(shape, clamp, multistep, churn) -> None:
+    x, f, eps, previous = (rand(*shape, seed=s) for s in (11, 12, 13, 14))
+    coeffs = dict(c_skip=0.3, c_out=0.9, a=0.62, b=0.38, c1=1.4, c2=-0.4, churn_std=0.25, c_in_next=0.7)
+    prev_in = previous.clone() if multistep else None
+    got_x, got_in = edm_step.linear_step(x, f, prev_in, eps if churn else None, *coeffs.values(), clamp)
+    want_x, want_in, denoised = edm_step.linear_step_reference(x, f, previous if multistep else None,
+                                                               eps if churn else None, *coeffs.values(), clamp)
+    torch.testing.assert_close(got_x, want_x, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(got_in, want_in, rtol=1e-6, atol=1e-6)
+    if multistep:  # the buffer now holds this step's denoised rows, for the next step
+        torch.testing.assert_close(prev_in, denoised, rtol=1e-6, atol=1e-6)
+
+
+def test_linear_step_in_place_and_guided() -> None:
+    x, f2, eps, previous = rand(9, 7, seed=21), rand(18, 7, seed=22), rand(9, 7, seed=23), rand(9, 7, seed=24)
+    want_x, want_in, _ = edm_step.linear_step_reference(x, f2, previous, eps, 0.3, 0.9, 0.5, 0.5, 1.2, -0.2, 0.1, 0.8,
+                                                        guidance=2.0, duplicate=True)
+    out_x, prev = x.clone(), previous.clone()
+    net_in = torch.empty(18, 7, device=DEVICE)
+    edm_step.linear_step(out_x, f2, prev, eps, 0.3, 0.9, 0.5, 0.5, 1.2, -0.2, 0.1, 0.8, out=(out_x, net_in),
+                         guidance=2.0, duplicate=True)
+    torch.testing.assert_close(out_x, want_x, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(net_in, want_in, rtol=1e-6, atol=1e-6)
+
+
+def test_linear_coefficients_are_the_reference_solvers_steps() -> None:
+    """a x + b (c1 D + c2 D_prev) with D a fixed function reproduces the reference samplers."""
+    for name in ("euler", "dpmpp_2m"):
+        schedule = sampler_schedule(EDMConfig(num_steps=7, S_churn=0.0), sampler=name)
+        x0 = rand(5, 3, seed=30)
+        den = lambda x, s: torch.tanh(x) * 0.5 + 0.1 * s.reshape(-1, 1)  # any D depending on x and sigma
+        want = reference_sample(den, (5, 3), schedule, noise=[x0] * 8)
+        x, previous = x0 * schedule.sigma[0], torch.zeros_like(x0)
+        for i, (a, b, c1, c2) in enumerate(linear_coefficients(schedule)):
+            d = den(x, torch.full((5,), schedule.sigma_hat[i]))
+            x, previous = a * x + b * (c1 * d + c2 * previous), d
+        torch.testing.assert_close(x, want, rtol=1e-5, atol=1e-6)
+
+
 def test_clamp_is_exercised() -> None:
     x_hat, f = rand(40, 40, seed=5) * 3, rand(40, 40, seed=6) * 3
     plain = edm_step.euler_step_reference(x_hat, f, 0.5, 0.9, 2.0, 1.0, 1.0, clamp=False)[0]
@@ -71,9 +114,10 @@ def tiny_network(backend: str, precision: str = "ieee"):
 
 
 @pytest.mark.parametrize("clamp", [False, True])
-def test_fused_sampler_equals_reference_sampler_for_the_same_noise(clamp) -> None:
-    edm = EDMConfig(num_steps=6, S_tmax=50.0)
-    schedule = heun_schedule(edm)
+@pytest.mark.parametrize("sampler", ["heun", "euler", "dpmpp_2m"])
+def test_fused_sampler_equals_reference_sampler_for_the_same_noise(clamp, sampler) -> None:
+    edm = EDMConfig(num_steps=6, S_tmax=50.0, sampler=sampler)
+    schedule = sampler_schedule(edm)
     net = tiny_network("reference")
     rows, width = 20, 7
     noise = [rand(rows, width, seed=100 + k) for k in range(schedule.num_steps + 1)]
@@ -83,23 +127,25 @@ def test_fused_sampler_equals_reference_sampler_for_the_same_noise(clamp) -> Non
         return out.clamp(-1, 1) if clamp else out
 
     with torch.inference_mode():
-        want = heun_sample(reference_denoiser, (rows, width), schedule, noise=noise, device=DEVICE)
+        want = reference_sample(reference_denoiser, (rows, width), schedule, noise=noise, device=DEVICE)
         if clamp:
             want = want.clamp(-1, 1)
-    sampler = FusedHeunSampler(net, schedule, 1.0, rows, width, DEVICE, clamp=clamp, noise="input", graph=False)
-    sampler.noise.copy_(torch.stack(noise))
-    got = sampler.sample()
+    fused = FusedSampler(net, schedule, 1.0, rows, width, DEVICE, clamp=clamp, noise="input", graph=False)
+    fused.noise.copy_(torch.stack(noise))
+    got = fused.sample()
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
-    assert schedule.churn_std[0] > 0 or any(c > 0 for c in schedule.churn_std)  # churn is exercised
+    # churn is exercised where the sampler has it
+    assert any(c > 0 for c in schedule.churn_std) == (sampler != "dpmpp_2m")
 
 
-def test_fused_sampler_draws_noise_in_the_reference_order() -> None:
-    schedule = heun_schedule(EDMConfig(num_steps=4))
+@pytest.mark.parametrize("sampler", ["heun", "euler", "dpmpp_2m"])
+def test_fused_sampler_draws_noise_in_the_reference_order(sampler) -> None:
+    schedule = sampler_schedule(EDMConfig(num_steps=4, sampler=sampler))
     net = tiny_network("reference")
     g1, g2 = torch.Generator(device=DEVICE).manual_seed(9), torch.Generator(device=DEVICE).manual_seed(9)
     with torch.inference_mode():
-        want = heun_sample(lambda x, s: denoise(net, x, s, 1.0), (10, 7), schedule, generator=g1, device=DEVICE)
-    got = FusedHeunSampler(net, schedule, 1.0, 10, 7, DEVICE, generator=g2, graph=False).sample()
+        want = reference_sample(lambda x, s: denoise(net, x, s, 1.0), (10, 7), schedule, generator=g1, device=DEVICE)
+    got = FusedSampler(net, schedule, 1.0, 10, 7, DEVICE, generator=g2, graph=False).sample()
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
@@ -145,14 +191,15 @@ def test_auto_dispatch_never_picks_the_fused_path_on_cpu() -> None:
 
 
 @pytest.mark.gpu
-def test_graph_captured_sampler_equals_eager_for_the_same_noise() -> None:
-    schedule = heun_schedule(EDMConfig())  # the paper's 128 steps
+@pytest.mark.parametrize("sampler", ["heun", "euler", "dpmpp_2m"])
+def test_graph_captured_sampler_equals_eager_for_the_same_noise(sampler) -> None:
+    schedule = sampler_schedule(EDMConfig(sampler=sampler))  # the paper's 128 steps
     torch.manual_seed(0)
     net = ResidualMLPDenoiser(DenoiserConfig(width=256, depth=6, dim_t=64, backend="fused"), 42).cuda().eval()
     rows = 512
     noise = torch.randn(schedule.num_steps + 1, rows, 42, device="cuda")
-    graphed = FusedHeunSampler(net, schedule, 1.0, rows, 42, "cuda", noise="input", graph=True)
-    eager = FusedHeunSampler(net, schedule, 1.0, rows, 42, "cuda", noise="input", graph=False)
+    graphed = FusedSampler(net, schedule, 1.0, rows, 42, "cuda", noise="input", graph=True)
+    eager = FusedSampler(net, schedule, 1.0, rows, 42, "cuda", noise="input", graph=False)
     graphed.noise.copy_(noise)
     eager.noise.copy_(noise)
     first = graphed.sample().clone()
@@ -161,5 +208,5 @@ def test_graph_captured_sampler_equals_eager_for_the_same_noise() -> None:
     torch.testing.assert_close(first, want, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(again, want, rtol=1e-4, atol=1e-4)
     with torch.inference_mode():
-        ref = heun_sample(lambda x, s: denoise(net, x, s, 1.0), (rows, 42), schedule, noise=list(noise))
+        ref = reference_sample(lambda x, s: denoise(net, x, s, 1.0), (rows, 42), schedule, noise=list(noise))
     torch.testing.assert_close(first, ref, rtol=1e-3, atol=1e-3)
