@@ -157,6 +157,12 @@ def sampler_schedule(config: EDMConfig, num_steps: int | None = None, sampler: s
     return SamplerSchedule(name, tuple(sigma), tuple(gamma), tuple(sigma_hat), tuple(churn_std), tuple(second))
 
 
+def sampler_record(config: EDMConfig) -> dict[str, object]:
+    """What generated files and run summaries record of a sampler: its name, steps and NFE."""
+    schedule = sampler_schedule(config)
+    return {"sampler": schedule.sampler, "num_steps": schedule.num_steps, "nfe": schedule.nfe}
+
+
 def _noise_source(noise, generator, shape, device, dtype) -> Callable[[int], torch.Tensor]:
     def draw(k: int) -> torch.Tensor:
         if noise is not None:

@@ -25,7 +25,14 @@ from synther_fast.common.rng import Stream, fit_seed, fresh_seed, seeded, stream
 from synther_fast.config import SynthERConfig, paper_offline, resolve_batch_size, validate
 from synther_fast.data.rows import write_rows
 from synther_fast.diffusion.denoiser import ResidualMLPDenoiser
-from synther_fast.diffusion.edm import SamplerSchedule, denoise, guided_denoisers, reference_sample, sampler_schedule
+from synther_fast.diffusion.edm import (
+    SamplerSchedule,
+    denoise,
+    guided_denoisers,
+    reference_sample,
+    sampler_record,
+    sampler_schedule,
+)
 from synther_fast.diffusion.fused_sampler import FusedSampler
 from synther_fast.diffusion.normalizer import Normalizer
 from synther_fast.diffusion.termination import (
@@ -339,8 +346,7 @@ class SynthER:
     @property
     def sampler_record(self) -> dict[str, Any]:
         """What generated files and run summaries record of the sampler: name, steps and NFE."""
-        schedule = self.schedule()
-        return {"sampler": schedule.sampler, "num_steps": schedule.num_steps, "nfe": schedule.nfe}
+        return sampler_record(self.config.edm)
 
     def with_sampler(self, sampler: str | None = None, num_steps: int | None = None) -> SynthER:
         """This fitted model with another sampler and/or number of steps: every generation path

@@ -41,6 +41,7 @@ from synther_fast.config import (
 from synther_fast.data.dataset import load_dataset, save_dataset
 from synther_fast.data.rows import read_rows, write_rows
 from synther_fast.diffusion import SynthER
+from synther_fast.diffusion.edm import sampler_record
 from synther_fast.envs import env_spec
 from synther_fast.envs.factory import EnvSpec
 from synther_fast.envs.names import NO_ENV
@@ -127,6 +128,7 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
                  **({} if config.subset == 1 else {"subset": config.subset, "full_rows": len(full)})},
         synthetic_rows=None if synthetic_rows is None else len(synthetic_rows),
         synther_seed=None if synthetic_rows is None else synther_config(config).seed,
+        sampler=None if synthetic_rows is None else sampler_record(synther_config(config).edm),
         fidelity=None if fidelity is None else {k: v for k, v in fidelity.items() if k != "columns"},
         # the phases the summary reports on; the report's own time stays in state.json
         arms=arms, seconds={k: v for k, v in run.timings.items() if k != "report"}, device=str(device),
@@ -240,7 +242,7 @@ def _generate_phase(config: OfflineConfig, run: Run, model, progress: bool, cond
             written += len(chunk)
             bar.update(len(chunk))
     rows = rows[:written]  # non-finite rows may have been dropped
-    write_rows(rows, model.layout, path)
+    write_rows(rows, model.layout, path, info=model.sampler_record)
     run.mark_done("generate", {"rows": written})
     return rows
 

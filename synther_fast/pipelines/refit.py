@@ -93,7 +93,7 @@ class Refitter:
             written = model.generate_into(rows, self.num_samples, seed=self.seed_for(k, "generate"), conditions=pool)
             gen_s = time.perf_counter() - start
         info |= {"rows": written, "fit_seed": config.seed, "fit_seconds": fit_s, "generate_seconds": gen_s,
-                 "final_loss": model.history[-1]["loss"]}
+                 "final_loss": model.history[-1]["loss"], **model.sampler_record}
         if conditions is not None:
             info |= {"guidance": self.synther.guidance, "score_mean": float(np.mean(conditions)),
                      "score_max": float(np.max(conditions)), "condition_pool_min": float(np.min(pool))}

@@ -92,6 +92,8 @@ class OfflineSummary(_Summary):
     """guided generation only: its kind, the condition generated at and the data's conditions"""
     synther_seed: int | None = None
     """the diffusion fit's effective seed (synther.seed, or derived from the run seed where unset)"""
+    sampler: dict[str, Any] | None = None
+    """the generation sampler: its name, steps and network evaluations per row (nfe)"""
 
     def scores(self) -> list[Score]:
         return [Score(arm, _float(info.get("return_mean")), _float(info.get("return_std")), info.get("normalized_score"))
