@@ -107,6 +107,22 @@ def test_sampling_100k(benchmark, impl) -> None:
     set_tf32(False)
 
 
+@pytest.mark.parametrize("impl", ["heun-128", "heun-8", "euler-16", "dpmpp_2m-16", "dpmpp_2m-8"])
+def test_few_step_sampling_100k(benchmark, impl) -> None:
+    """The fused, captured path of each sampler (TF32 blocks) against the published 128-step Heun in
+    the same run: rows/s and its ratio, at equal precision (whether the rows keep their quality at
+    fewer steps is bench/studies/sampler_study.py's question)."""
+    name, steps = impl.rsplit("-", 1)
+    schedule = sampler_schedule(EDMConfig(num_steps=int(steps)), sampler=name)
+    sampler = FusedSampler(network("fused", "tf32"), schedule, 1.0, ROWS, D_IN, "cuda", graph=True)
+    run = synchronized_after_warmup(sampler.sample)
+    benchmark.group = "few-step sampling 100k rows, width 1024, fused graph tf32"
+    benchmark.extra_info.update(rows_per_call=ROWS, unit="rows/s", precision="tf32", nfe=schedule.nfe,
+                                flop_per_call=flops_per_row_eval() * ROWS * schedule.nfe)
+    out = benchmark.pedantic(run, rounds=2, iterations=1)
+    assert torch.isfinite(out).all()
+
+
 @pytest.mark.parametrize("impl", ["fused-graph-unguided", "fused-graph-guided-both", "fused-graph-guided-first",
                                   "reference-tf32-guided-both", "compiled-tf32-guided-both"])
 def test_guided_sampling_100k(benchmark, impl) -> None:

@@ -10,7 +10,7 @@ import torch
 
 from synther_fast import TransitionLayout
 from synther_fast.config import DenoiserConfig, EDMConfig, TrainerConfig
-from synther_fast.diffusion import DiffusionTrainer, ResidualMLPDenoiser, heun_sample, sampler_schedule
+from synther_fast.diffusion import DiffusionTrainer, ResidualMLPDenoiser, heun_sample, reference_sample, sampler_schedule
 from synther_fast.diffusion.edm import denoise
 
 LAYOUT = TransitionLayout(17, 6, has_terminal=True)
@@ -96,5 +96,32 @@ def test_guided_sampling_cost(benchmark, impl) -> None:
 
     benchmark.group = "guided sampling (reference): width 256, depth 6, 32 Heun steps, 1024 rows"
     benchmark.extra_info.update(rows_per_call=rows, unit="rows/s", device=str(DEVICE))
+    out = benchmark.pedantic(sample, rounds=3, iterations=1, warmup_rounds=1)
+    assert torch.isfinite(out).all()
+
+
+SAMPLER_GRID = ["heun-128", "heun-16", "heun-8", "euler-16", "euler-8", "dpmpp_2m-16", "dpmpp_2m-8", "dpmpp_2m-4"]
+
+
+@pytest.mark.parametrize("impl", SAMPLER_GRID)
+def test_sampler_speed(benchmark, impl) -> None:
+    """Rows/s of each sampler x steps against the published 128-step Heun in the same run (the
+    ratio is what bench/RESULTS.md reports; whether fewer steps keep the rows' quality is the
+    study's question, bench/studies/sampler_study.py). Reference path, width 256, depth 6."""
+    name, steps = impl.rsplit("-", 1)
+    net = network(256, dim_t=64).eval()
+    schedule = sampler_schedule(EDMConfig(num_steps=int(steps)), sampler=name)
+    generator = torch.Generator(device=DEVICE).manual_seed(0)
+    rows = 1024
+
+    @torch.inference_mode()
+    def sample() -> torch.Tensor:
+        out = reference_sample(lambda x, s: denoise(net, x, s, 1.0), (rows, LAYOUT.width), schedule,
+                               generator=generator, device=DEVICE)
+        _sync()
+        return out
+
+    benchmark.group = "sampler speed (reference): width 256, depth 6, 1024 rows"
+    benchmark.extra_info.update(rows_per_call=rows, unit="rows/s", device=str(DEVICE), nfe=schedule.nfe)
     out = benchmark.pedantic(sample, rounds=3, iterations=1, warmup_rounds=1)
     assert torch.isfinite(out).all()

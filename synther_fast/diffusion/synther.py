@@ -348,12 +348,15 @@ class SynthER:
         """What generated files and run summaries record of the sampler: name, steps and NFE."""
         return sampler_record(self.config.edm)
 
-    def with_sampler(self, sampler: str | None = None, num_steps: int | None = None) -> SynthER:
-        """This fitted model with another sampler and/or number of steps: every generation path
-        (generate, generate_into, iter_chunks, sharded generation) of the returned model uses them.
-        It shares this model's weights; None keeps the current value."""
+    def with_sampler(self, sampler: str | None = None, num_steps: int | None = None, *,
+                     S_churn: float | None = None) -> SynthER:  # noqa: N803 (EDM's name)
+        """This fitted model with another sampler, number of steps and/or churn (S_churn 0: EDM's
+        deterministic Heun): every generation path (generate, generate_into, iter_chunks, sharded
+        generation) of the returned model uses them. It shares this model's weights; None keeps the
+        current value."""
         edm = self.config.edm
-        changes = {k: v for k, v in (("sampler", sampler), ("num_steps", num_steps)) if v is not None}
+        changes = {k: v for k, v in (("sampler", sampler), ("num_steps", num_steps), ("S_churn", S_churn))
+                   if v is not None}
         if not changes:
             return self
         config = validate(dataclasses.replace(self.config, edm=dataclasses.replace(edm, **changes)))
