@@ -10,7 +10,13 @@ import torch
 
 from synther_fast import TransitionLayout
 from synther_fast.config import DenoiserConfig, EDMConfig, TrainerConfig
-from synther_fast.diffusion import DiffusionTrainer, ResidualMLPDenoiser, heun_sample, reference_sample, sampler_schedule
+from synther_fast.diffusion import (
+    DiffusionTrainer,
+    ResidualMLPDenoiser,
+    heun_sample,
+    reference_sample,
+    sampler_schedule,
+)
 from synther_fast.diffusion.edm import denoise
 
 LAYOUT = TransitionLayout(17, 6, has_terminal=True)
