@@ -163,8 +163,12 @@ def run_task(task: str, args, results: dict) -> None:
         entry["real_rows"] = len(real)
         entry["fit_seconds"] = fit_seconds
         write_json(args.out, results)
-    order = [("heun", 128)] + [(v, n) for v, (_, _, steps) in VARIANTS.items() for n in steps if (v, n) != BASELINE]
-    for variant, steps in order:
+    # The baseline first, then every other point from the fewest NFE up: a study cut short (or resumed
+    # in pieces) has the few-step region, which decides, before the costly many-step points.
+    nfe = lambda v, n: 2 * n - 1 if VARIANTS[v][0] == "heun" else n
+    others = sorted(((v, n) for v, (_, _, steps) in VARIANTS.items() for n in steps if (v, n) != BASELINE),
+                    key=lambda p: (nfe(*p), p[0]))
+    for variant, steps in [BASELINE, *others]:
         sampler, churn, _ = VARIANTS[variant]
         drawer = model.with_sampler(sampler, steps, S_churn=churn)
         for seed in range(args.seeds):
