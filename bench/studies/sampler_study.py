@@ -212,6 +212,25 @@ def run_td3bc(task: str, arm: str, args, results: dict) -> None:
         print(f"{task} TD3+BC {arm} seed {seed}: {final['return_mean']:.0f}", flush=True)
 
 
+def markdown(results: dict) -> str:
+    """The tables of docs/RESULTS.md: per task, every point's seed means and verdict."""
+    lines = []
+    for task, entry in results.items():
+        if not entry.get("verdicts"):
+            continue
+        base, tol = entry["baseline"]["mean"], entry["baseline"]["tolerance"]
+        metrics = list(base)
+        lines += [f"{task} (baseline heun-128, 255 NFE; tolerance in brackets)", "",
+                  "| sampler | NFE | seeds | " + " | ".join(f"{m} [{tol[m]:.3g}]" for m in metrics) + " | passes |",
+                  "|---|---|---|" + "---|" * (len(metrics) + 1)]
+        points = [(r["nfe"], v, r) for v, by_steps in entry["verdicts"].items() for r in by_steps.values()]
+        for nfe, variant, r in sorted(points, key=lambda p: (p[1], p[0])):
+            cells = [f"{r['mean'][m]:.4g}" + ("" if r["within"][m] else " ✗") for m in metrics]
+            lines.append(f"| {variant} | {nfe} | {r['seeds']} | " + " | ".join(cells) + f" | {'yes' if r['passes'] else 'no'} |")
+        lines += ["", f"fewest passing NFE: {entry.get('fewest_passing_nfe')}", ""]
+    return "\n".join(lines)
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -265,6 +284,8 @@ def main() -> None:
             run_task(task, args, results)
     if args.plot is not None:
         plot(results, args.plot)
+    if args.only_plot:
+        print(markdown(results))
 
 
 if __name__ == "__main__":

@@ -72,6 +72,8 @@ def test_the_study_runs_end_to_end_at_a_tiny_scale(study, tmp_path, monkeypatch)
     assert set(results["floor"]) >= {"mean_ks", "novelty", "dynamics_error", "terminal_rate"}
     assert isinstance(results["verdicts"]["dpmpp_2m"]["3"]["passes"], bool)
     assert (tmp_path / "plot.png").stat().st_size > 0 and (work / "HalfCheetah-v5_quick_s0.pt").exists()
+    table = study.markdown(json.loads(out.read_text()))
+    assert "| dpmpp_2m | 3 | 2 |" in table and "fewest passing NFE" in table
     before = out.read_text()
     study.main()  # resumed: nothing to redo, nothing changed
     assert out.read_text() == before

@@ -65,6 +65,21 @@ def test_refill_replaces_the_synthetic_rows_and_batches_mix_exactly(tmp_path) ->
     run.close()
 
 
+def test_refits_draw_with_the_configured_sampler_and_record_it(tmp_path) -> None:
+    from synther_fast.runs import Run
+
+    config = tiny(**{"synther.edm.sampler": "dpmpp_2m", "synther.edm.num_steps": 5})
+    run = Run.open(tmp_path / "r", config)
+    loop = OnlineRun(config, run, torch.device("cpu"), progress=False)
+    loop.real.add(np.random.default_rng(0).normal(size=(200, loop.layout.width)).astype(np.float32))
+    info = loop.refit()
+    assert (info["sampler"], info["num_steps"], info["nfe"]) == ("dpmpp_2m", 5, 5)
+    model = synther_fast.SynthER.load(run.files.refit(0)[0], map_location="cpu")
+    np.testing.assert_array_equal(model.generate(400, seed=loop.refitter.seed_for(0, "generate")),
+                                  loop.synthetic.to_numpy())  # the refill is that sampler's draw
+    run.close()
+
+
 def test_truncation_is_not_a_terminal(tmp_path) -> None:
     result = run_online(tiny("sac", env="HalfCheetah-v5", env_steps=1000, eval_every=1000,
                              **{"sac.start_steps": 1000}), tmp_path / "hc", progress=False)
