@@ -262,7 +262,7 @@ class Generate:
     row's drawn from them uniformly; none samples its unconditional branch (said on the console)"""
     scale: float | None = None
     """guidance scale w for --conditions (default: the model's synther.guided.scale)"""
-    sampler: Literal["heun", "euler", "dpmpp_2m"] | None = None
+    sampler: Literal["heun", "euler", "dpmpp_2m", "dpmpp_2m_sde"] | None = None
     """sampler to draw with (default: the model's synther.edm.sampler; the file records it and its NFE)"""
     num_steps: int | None = None
     """sampler steps (default: the model's synther.edm.num_steps)"""

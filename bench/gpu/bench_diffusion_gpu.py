@@ -107,7 +107,8 @@ def test_sampling_100k(benchmark, impl) -> None:
     set_tf32(False)
 
 
-@pytest.mark.parametrize("impl", ["heun-128", "heun-8", "euler-16", "dpmpp_2m-16", "dpmpp_2m-8"])
+@pytest.mark.parametrize("impl", ["heun-128", "heun-8", "euler-16", "dpmpp_2m-16", "dpmpp_2m-8",
+                                  "dpmpp_2m_sde-16"])
 def test_few_step_sampling_100k(benchmark, impl) -> None:
     """The fused, captured path of each sampler (TF32 blocks) against the published 128-step Heun in
     the same run: rows/s and its ratio, at equal precision (whether the rows keep their quality at

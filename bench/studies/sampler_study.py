@@ -23,7 +23,9 @@ Samplers (the grids reach NFE near 4 ... 255; Heun reaches only 2N - 1):
 - ``heun``: the published stochastic Heun (S_churn 80), N in 2 ... 128;
 - ``heun-det``: EDM's deterministic Heun (S_churn 0), N in 2 ... 128;
 - ``euler``: deterministic Euler (S_churn 0), N in 4 ... 255;
-- ``dpmpp_2m``: DPM-Solver++(2M), N in 4 ... 255.
+- ``dpmpp_2m``: DPM-Solver++(2M), N in 4 ... 255;
+- ``dpmpp_2m_sde``: its stochastic form (eta 1), N in 4 ... 255: added once the deterministic
+  samplers' dynamics error stayed above the stochastic Heun's at every NFE (stochasticity matters).
 
 Resumable: every draw's numbers go into ``--out`` as soon as they exist, and a rerun skips them;
 the fitted models are kept in ``--work``. ``--plot`` draws quality against NFE per task.
@@ -67,6 +69,7 @@ VARIANTS = {  # name: (sampler, S_churn (None: the model's, 80), steps)
     "heun-det": ("heun", 0.0, HEUN_STEPS),
     "euler": ("euler", 0.0, ONE_EVAL_STEPS),
     "dpmpp_2m": ("dpmpp_2m", None, ONE_EVAL_STEPS),
+    "dpmpp_2m_sde": ("dpmpp_2m_sde", None, ONE_EVAL_STEPS),
 }
 BASELINE = ("heun", 128)
 METRICS = ["mean_ks", "mean_w1", "corr_error", "novelty", "dynamics_error", "reward_error", "terminal_rate"]

@@ -47,7 +47,7 @@ class DenoiserConfig(Checked):
                              f"use backend 'reference'")
 
 
-SAMPLERS = ("heun", "euler", "dpmpp_2m")
+SAMPLERS = ("heun", "euler", "dpmpp_2m", "dpmpp_2m_sde")
 """The generation samplers (synther_fast.diffusion.edm has their maths)."""
 
 
@@ -70,7 +70,8 @@ class EDMConfig(Checked):
     sampler: str = "heun"
     """'heun' (EDM's Algorithm 2, the published sampler: 2 N - 1 network evaluations), 'euler'
     (first order, N evaluations) or 'dpmpp_2m' (DPM-Solver++(2M), second order from the previous
-    step's denoised rows, N evaluations, deterministic: S_churn does not apply)"""
+    step's denoised rows, N evaluations, deterministic: S_churn does not apply) or 'dpmpp_2m_sde'
+    (its stochastic form, eta 1: fresh noise at every step instead of churn, N evaluations)"""
     num_steps: int = 128
     """sampler steps N on the Karras sigma schedule (network evaluations per row: see sampler)"""
     S_churn: float = 80.0

@@ -4,6 +4,7 @@ from synther_fast.diffusion.denoiser import ResidualMLPDenoiser
 from synther_fast.diffusion.edm import (
     SamplerSchedule,
     dpmpp_2m_sample,
+    dpmpp_2m_sde_sample,
     euler_sample,
     heun_sample,
     reference_sample,
@@ -16,6 +17,6 @@ from synther_fast.diffusion.trainer import DiffusionTrainer, ema_decay
 
 __all__ = [
     "DiffusionTrainer", "ModelFileError", "Normalizer", "ResidualMLPDenoiser", "SamplerSchedule", "SynthER",
-    "dpmpp_2m_sample", "ema_decay", "euler_sample", "heun_sample", "reference_sample", "sampler_schedule",
+    "dpmpp_2m_sample", "dpmpp_2m_sde_sample", "ema_decay", "euler_sample", "heun_sample", "reference_sample", "sampler_schedule",
     "sigma_steps",
 ]

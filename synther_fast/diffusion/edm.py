@@ -1,6 +1,7 @@
 """EDM maths (Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative
 Models"): preconditioning, training loss, the sigma schedule, and the samplers: the stochastic
-Heun sampler (Algorithm 2, SynthER's), Euler, and DPM-Solver++(2M) (Lu et al. 2022). Plain
+Heun sampler (Algorithm 2, SynthER's), Euler, and DPM-Solver++(2M) with its SDE form (Lu et al.
+2022). Plain
 PyTorch: the reference every fused kernel matches."""
 
 from __future__ import annotations
@@ -124,8 +125,9 @@ class SamplerSchedule:
 
     @property
     def stochastic(self) -> bool:
-        """Whether the sampler draws churn noise at every step (heun and euler, even at churn 0, so
-        that their draw order is the same at every S_churn); dpmpp_2m draws the initial noise only."""
+        """Whether the sampler draws noise at every step (heun and euler draw their churn noise even
+        at churn 0, so that the draw order is the same at every S_churn; dpmpp_2m_sde its step
+        noise); dpmpp_2m draws the initial noise only."""
         return self.sampler != "dpmpp_2m"
 
 
@@ -149,7 +151,7 @@ def sampler_schedule(config: EDMConfig, num_steps: int | None = None, sampler: s
     sigma = sigma_steps(config, num_steps)
     n = len(sigma) - 1
     gamma_max = min(config.S_churn / n, math.sqrt(2) - 1)
-    churns = name != "dpmpp_2m"
+    churns = name in ("heun", "euler")  # the DPM-Solver++ forms evaluate at t_i itself
     gamma = [gamma_max if churns and config.S_tmin <= t <= config.S_tmax else 0.0 for t in sigma[:-1]]
     sigma_hat = [t * (1 + g) for t, g in zip(sigma[:-1], gamma)]
     churn_std = [math.sqrt(max(h * h - t * t, 0.0)) * config.S_noise for h, t in zip(sigma_hat, sigma[:-1])]
@@ -250,6 +252,37 @@ def dpmpp_2m_sample(
     return x
 
 
+def dpmpp_2m_sde_sample(
+    denoiser: Denoise, shape: tuple[int, int], schedule: SamplerSchedule, *,
+    generator: torch.Generator | None = None, device=None, dtype=torch.float32,
+    noise: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """DPM-Solver++(2M) SDE (Lu et al. 2022, the stochastic multistep solver), eta 1, with the
+    midpoint correction: with h the step in lambda = -log sigma and r = h_previous / h,
+    x' = (sigma'/sigma) e^(-h) x - expm1(-2h) D + (1/2)(-expm1(-2h))(1/r)(D - D_previous)
+    + sigma' sqrt(-expm1(-2h)) eps; the last step to sigma = 0 returns D. One evaluation and one
+    noise draw per step (drawn at the last step too, unused, so the draw order is fixed)."""
+    _require(schedule, "dpmpp_2m_sde")
+    draw = _noise_source(noise, generator, shape, device, dtype)
+    x = draw(0) * schedule.sigma[0]
+    sigma, previous, h_previous = schedule.sigma, None, None
+    for i in range(schedule.num_steps):
+        s, s_next = sigma[i], sigma[i + 1]
+        denoised = denoiser(x, _full(s, x))
+        eps = draw(i + 1)
+        if s_next == 0.0:
+            x = denoised
+            break
+        h = math.log(s) - math.log(s_next)
+        decay = -math.expm1(-2 * h)  # 1 - e^(-2h)
+        x = (s_next / s) * math.exp(-h) * x + decay * denoised
+        if previous is not None:
+            x = x + 0.5 * decay * (h / h_previous) * (denoised - previous)
+        x = x + s_next * math.sqrt(decay) * eps
+        previous, h_previous = denoised, h
+    return x
+
+
 def reference_sample(
     denoiser: Denoise, shape: tuple[int, int], schedule: SamplerSchedule, *,
     generator: torch.Generator | None = None, device=None, dtype=torch.float32,
@@ -262,6 +295,8 @@ def reference_sample(
         return heun_sample(denoiser, shape, schedule, second_denoiser=second_denoiser, **common)
     if schedule.sampler == "euler":
         return euler_sample(denoiser, shape, schedule, **common)
+    if schedule.sampler == "dpmpp_2m_sde":
+        return dpmpp_2m_sde_sample(denoiser, shape, schedule, **common)
     return dpmpp_2m_sample(denoiser, shape, schedule, **common)
 
 

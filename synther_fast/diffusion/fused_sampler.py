@@ -11,6 +11,7 @@ coefficients on the host.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -18,22 +19,44 @@ from synther_fast.common.cuda_graphs import CapturedStep, will_capture
 from synther_fast.diffusion.edm import SamplerSchedule
 
 
-def linear_coefficients(schedule: SamplerSchedule) -> list[tuple[float, float, float, float]]:
-    """(a, b, c1, c2) of each step of a one-evaluation sampler: x' = a x + b (c1 D + c2 D_prev).
+class LinearStep(NamedTuple):
+    """One step of a one-evaluation sampler: x' = a x + b (c1 D + c2 D_prev) + noise_std eps_k,
+    with eps_k the k-th noise draw (k None: no noise)."""
 
-    Written from sigma ratios (not the reference's log-sigma form, so the two check each other):
-    a = t'/t_hat and b = 1 - a for both samplers; DPM-Solver++(2M) blends with r = h_prev / h,
-    c1 = 1 + 1/(2r), c2 = -1/(2r), except on its first step and on the step to sigma = 0.
+    a: float
+    b: float
+    c1: float
+    c2: float
+    noise_std: float
+    noise_index: int | None
+
+
+def linear_coefficients(schedule: SamplerSchedule) -> list[LinearStep]:
+    """The steps of euler, dpmpp_2m or dpmpp_2m_sde as :class:`LinearStep` constants.
+
+    Written from sigma ratios, not the reference's log-sigma form, so the two check each other.
+    With q = t'/t_hat: Euler and DPM-Solver++(2M) take a = q, b = 1 - a; the SDE form (eta 1)
+    a = q^2, b = 1 - q^2 and noise t' sqrt(1 - q^2). Both multistep forms blend with r = h_prev / h,
+    c1 = 1 + 1/(2r), c2 = -1/(2r), except on the first step and on the step to sigma = 0. Euler's
+    noise is the next step's churn (draw i + 2; draw 1 churns before the first step); the SDE's
+    noise is its own step's (draw i + 1).
     """
-    sigma, out = schedule.sigma, []
+    sigma, name, out = schedule.sigma, schedule.sampler, []
     for i in range(schedule.num_steps):
         t_hat, t_next = schedule.sigma_hat[i], sigma[i + 1]
-        a = t_next / t_hat
+        q = t_next / t_hat
+        a = q * q if name == "dpmpp_2m_sde" else q
         c1, c2 = 1.0, 0.0
-        if schedule.sampler == "dpmpp_2m" and 0 < i and t_next > 0:
+        if name.startswith("dpmpp") and 0 < i and t_next > 0:
             r = math.log(sigma[i - 1] / sigma[i]) / math.log(sigma[i] / t_next)
             c1, c2 = 1 + 0.5 / r, -0.5 / r
-        out.append((a, 1.0 - a, c1, c2))
+        noise_std, index = 0.0, None
+        last = i + 1 == schedule.num_steps
+        if name == "euler" and not last:
+            noise_std, index = schedule.churn_std[i + 1], i + 2
+        elif name == "dpmpp_2m_sde" and t_next > 0:
+            noise_std, index = t_next * math.sqrt(1 - q * q), i + 1
+        out.append(LinearStep(a, 1.0 - a, c1, c2, noise_std, index))
     return out
 
 
@@ -154,25 +177,29 @@ class FusedSampler:
         return self.out
 
     def _linear_loop(self) -> torch.Tensor:
-        """Euler or DPM-Solver++(2M): one evaluation and one :func:`linear_step` launch per step."""
+        """Euler or DPM-Solver++(2M) (or its SDE form): one evaluation and one :func:`linear_step`
+        launch per step."""
         k, sched, sd, guided = self.k, self.schedule, self.sigma_data, self.guidance is not None
         x, previous = self.buffers[0], self.buffers[1]
-        multistep = sched.sampler == "dpmpp_2m"
+        multistep = sched.sampler.startswith("dpmpp")
         if multistep:
             previous.zero_()  # read with weight 0 on the first step: it must not hold NaN
         evaluate = self._evaluations()[0]
         x0 = self._eps(0) * sched.sigma[0]
-        k.churn(x0, self._eps(1) if sched.stochastic else x0, sched.churn_std[0], _pre(sched.sigma_hat[0], sd)[2],
+        euler = sched.sampler == "euler"  # churns before its first step (draw 1)
+        k.churn(x0, self._eps(1) if euler else x0, sched.churn_std[0], _pre(sched.sigma_hat[0], sd)[2],
                 out=(x, self.net_in), duplicate=guided)
-        for i, (a, b, c1, c2) in enumerate(self.coefficients):
+        for i, step in enumerate(self.coefficients):
             c_skip, c_out, _, _ = _pre(sched.sigma_hat[i], sd)
             f = evaluate(self.c_noise_hat[i])
             last = i + 1 == sched.num_steps
-            eps = self._eps(i + 2) if sched.stochastic and not last else None
-            churn_std, c_in_next = (0.0, 1.0) if last else (sched.churn_std[i + 1], _pre(sched.sigma_hat[i + 1], sd)[2])
-            k.linear_step(x, f, previous if multistep else None, eps, c_skip, c_out, a, b, c1, c2, churn_std, c_in_next,
-                          self.clamp, out=(self.out if last else x, self.net_in), guidance=self.guidance,
-                          duplicate=guided)
+            eps = self._eps(step.noise_index) if step.noise_index is not None else None
+            if sched.sampler == "dpmpp_2m_sde" and eps is None:
+                self._eps(i + 1)  # the reference draws at the last step too (unused): same draw order
+            c_in_next = 1.0 if last else _pre(sched.sigma_hat[i + 1], sd)[2]
+            k.linear_step(x, f, previous if multistep else None, eps, c_skip, c_out, step.a, step.b, step.c1,
+                          step.c2, step.noise_std, c_in_next, self.clamp, out=(self.out if last else x, self.net_in),
+                          guidance=self.guidance, duplicate=guided)
         if self.clamp:
             self.out.clamp_(-1.0, 1.0)
         return self.out

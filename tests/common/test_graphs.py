@@ -414,7 +414,7 @@ def test_seeded_init_never_reseeds_device_generators(monkeypatch) -> None:
     assert torch.equal(torch.get_rng_state(), before)
 
 
-@pytest.mark.parametrize("sampler", ["heun", "euler", "dpmpp_2m"])
+@pytest.mark.parametrize("sampler", ["heun", "euler", "dpmpp_2m", "dpmpp_2m_sde"])
 def test_fused_sampler_loop_has_no_host_sync(sampler) -> None:
     """The fused sampler's step loop (Triton kernels under the interpreter here) is what the
     sampler graph captures: it must not synchronise, for any sampler."""
@@ -460,7 +460,8 @@ def test_conditional_train_step_replays_bitwise_like_eager(fake) -> None:
     assert not torch.equal(graphed.network.null_embedding, conditional().null_embedding)  # it was trained
 
 
-@pytest.mark.parametrize(("both", "sampler"), [(True, "heun"), (False, "heun"), (True, "euler"), (True, "dpmpp_2m")])
+@pytest.mark.parametrize(("both", "sampler"), [(True, "heun"), (False, "heun"), (True, "euler"), (True, "dpmpp_2m"),
+                                                 (True, "dpmpp_2m_sde")])
 def test_guided_fused_sampler_loop_has_no_host_sync(both, sampler) -> None:
     pytest.importorskip("triton")
     from synther_fast.diffusion import sampler_schedule

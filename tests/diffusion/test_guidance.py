@@ -141,7 +141,7 @@ def test_fused_guided_sampler_equals_the_reference(both, clamp) -> None:
     assert (alternative - want).abs().max() > 1e-4  # the two placements of guidance differ
 
 
-@pytest.mark.parametrize("sampler", ["euler", "dpmpp_2m"])
+@pytest.mark.parametrize("sampler", ["euler", "dpmpp_2m", "dpmpp_2m_sde"])
 @pytest.mark.parametrize("clamp", [False, True])
 def test_fused_guided_one_evaluation_samplers_equal_the_reference(sampler, clamp) -> None:
     """Euler and DPM-Solver++(2M) guide their one evaluation per step."""

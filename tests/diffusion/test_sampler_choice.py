@@ -41,7 +41,8 @@ def evaluations(model: SynthER, monkeypatch) -> int:
     return len(calls)
 
 
-@pytest.mark.parametrize(("sampler", "steps", "nfe"), [("heun", 5, 9), ("euler", 5, 5), ("dpmpp_2m", 7, 7)])
+@pytest.mark.parametrize(("sampler", "steps", "nfe"), [("heun", 5, 9), ("euler", 5, 5), ("dpmpp_2m", 7, 7),
+                                                       ("dpmpp_2m_sde", 6, 6)])
 def test_each_sampler_makes_its_number_of_network_evaluations(model, monkeypatch, sampler, steps, nfe) -> None:
     assert evaluations(model.with_sampler(sampler, steps), monkeypatch) == nfe
     assert model.with_sampler(sampler, steps).sampler_record == {"sampler": sampler, "num_steps": steps, "nfe": nfe}

@@ -145,6 +145,7 @@ def moments_match(x: torch.Tensor) -> bool:
 # Churned Euler needs many steps (its churn adds noise that a first-order step removes only roughly).
 @pytest.mark.parametrize(("name", "steps", "churn"), [
     ("heun", 64, 80.0), ("heun", 32, 0.0), ("euler", 512, 80.0), ("euler", 128, 0.0), ("dpmpp_2m", 32, 0.0),
+    ("dpmpp_2m_sde", 64, 0.0),
 ])
 def test_samples_of_a_gaussian_mixture_have_its_mean_and_covariance(name: str, steps: int, churn: float) -> None:
     assert moments_match(mixture_sample(name, steps, churn))
@@ -161,6 +162,8 @@ def test_schedules_name_their_evaluations() -> None:
     dpm = sampler_schedule(config, sampler="dpmpp_2m")
     assert dpm.nfe == 10 and not dpm.stochastic and set(dpm.churn_std) == {0.0}  # no churn
     assert max(sampler_schedule(config, sampler="euler").churn_std) > 0  # euler keeps the churn
+    sde = sampler_schedule(config, sampler="dpmpp_2m_sde")  # its own step noise, no churn
+    assert sde.nfe == 10 and sde.stochastic and set(sde.churn_std) == {0.0}
     with pytest.raises(ValueError, match="unknown sampler 'ddim'"):
         sampler_schedule(config, sampler="ddim")
     with pytest.raises(ValueError, match="a 'euler' schedule was given to the heun sampler"):

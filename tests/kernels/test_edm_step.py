@@ -77,18 +77,25 @@ def test_linear_step_in_place_and_guided() -> None:
     torch.testing.assert_close(net_in, want_in, rtol=1e-6, atol=1e-6)
 
 
-def test_linear_coefficients_are_the_reference_solvers_steps() -> None:
-    """a x + b (c1 D + c2 D_prev) with D a fixed function reproduces the reference samplers."""
-    for name in ("euler", "dpmpp_2m"):
-        schedule = sampler_schedule(EDMConfig(num_steps=7, S_churn=0.0), sampler=name)
-        x0 = rand(5, 3, seed=30)
-        den = lambda x, s: torch.tanh(x) * 0.5 + 0.1 * s.reshape(-1, 1)  # any D depending on x and sigma
-        want = reference_sample(den, (5, 3), schedule, noise=[x0] * 8)
-        x, previous = x0 * schedule.sigma[0], torch.zeros_like(x0)
-        for i, (a, b, c1, c2) in enumerate(linear_coefficients(schedule)):
-            d = den(x, torch.full((5,), schedule.sigma_hat[i]))
-            x, previous = a * x + b * (c1 * d + c2 * previous), d
-        torch.testing.assert_close(x, want, rtol=1e-5, atol=1e-6)
+@pytest.mark.parametrize("name", ["euler", "dpmpp_2m", "dpmpp_2m_sde"])
+def test_linear_coefficients_are_the_reference_solvers_steps(name) -> None:
+    """a x + b (c1 D + c2 D_prev) + noise_std eps with D a fixed function reproduces the reference
+    samplers for the same noise (euler with churn: its churn noise is the next step's)."""
+    schedule = sampler_schedule(EDMConfig(num_steps=7, S_tmax=50.0), sampler=name)
+    noise = [rand(5, 3, seed=30 + k).cpu() for k in range(8)]
+    den = lambda x, s: torch.tanh(x) * 0.5 + 0.1 * s.reshape(-1, 1)  # any D depending on x and sigma
+    want = reference_sample(den, (5, 3), schedule, noise=noise)
+    x, previous = noise[0] * schedule.sigma[0], torch.zeros(5, 3)
+    if name == "euler":
+        x = x + schedule.churn_std[0] * noise[1]
+    for i, step in enumerate(linear_coefficients(schedule)):
+        d = den(x, torch.full((5,), schedule.sigma_hat[i]))
+        x = step.a * x + step.b * (step.c1 * d + step.c2 * previous)
+        if step.noise_index is not None:
+            x = x + step.noise_std * noise[step.noise_index]
+        previous = d
+    torch.testing.assert_close(x, want, rtol=1e-5, atol=1e-5)
+    assert any(step.noise_std > 0 for step in linear_coefficients(schedule)) == (name != "dpmpp_2m")
 
 
 def test_clamp_is_exercised() -> None:
@@ -114,7 +121,7 @@ def tiny_network(backend: str, precision: str = "ieee"):
 
 
 @pytest.mark.parametrize("clamp", [False, True])
-@pytest.mark.parametrize("sampler", ["heun", "euler", "dpmpp_2m"])
+@pytest.mark.parametrize("sampler", ["heun", "euler", "dpmpp_2m", "dpmpp_2m_sde"])
 def test_fused_sampler_equals_reference_sampler_for_the_same_noise(clamp, sampler) -> None:
     edm = EDMConfig(num_steps=6, S_tmax=50.0, sampler=sampler)
     schedule = sampler_schedule(edm)
@@ -135,10 +142,10 @@ def test_fused_sampler_equals_reference_sampler_for_the_same_noise(clamp, sample
     got = fused.sample()
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     # churn is exercised where the sampler has it
-    assert any(c > 0 for c in schedule.churn_std) == (sampler != "dpmpp_2m")
+    assert any(c > 0 for c in schedule.churn_std) == (sampler in ("heun", "euler"))
 
 
-@pytest.mark.parametrize("sampler", ["heun", "euler", "dpmpp_2m"])
+@pytest.mark.parametrize("sampler", ["heun", "euler", "dpmpp_2m", "dpmpp_2m_sde"])
 def test_fused_sampler_draws_noise_in_the_reference_order(sampler) -> None:
     schedule = sampler_schedule(EDMConfig(num_steps=4, sampler=sampler))
     net = tiny_network("reference")
@@ -191,7 +198,7 @@ def test_auto_dispatch_never_picks_the_fused_path_on_cpu() -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("sampler", ["heun", "euler", "dpmpp_2m"])
+@pytest.mark.parametrize("sampler", ["heun", "euler", "dpmpp_2m", "dpmpp_2m_sde"])
 def test_graph_captured_sampler_equals_eager_for_the_same_noise(sampler) -> None:
     schedule = sampler_schedule(EDMConfig(sampler=sampler))  # the paper's 128 steps
     torch.manual_seed(0)
