@@ -1,5 +1,5 @@
 """Fused elementwise work of one sampler step between the network calls: the stochastic Heun step
-(EDM Algorithm 2) and the one-evaluation steps of Euler and DPM-Solver++(2M).
+(EDM Algorithm 2) and the one-evaluation steps of Euler and DPM-Solver++(2M) (and its SDE form).
 
 With F the raw network output and (c_skip, c_out) the preconditioning at the evaluated sigma,
 D = c_skip x + c_out F (clamped to [-1, 1] for the min-max normaliser).
@@ -15,9 +15,10 @@ The one-evaluation samplers (euler, dpmpp_2m) take one launch per step:
 
 - :func:`linear_step`: D as above, D_2 = c1 D + c2 D_prev (DPM-Solver++(2M)'s blend of this and
   the previous step's denoised rows, kept in one extra buffer; c1 = 1, c2 = 0 for Euler),
-  x' = a x + b D_2, then the next step's churn x' + churn_std eps and its network input
-  c_in x'. Euler's step x + (t' - t)(x - D)/t is a = t'/t, b = 1 - a; DPM-Solver++'s
-  (sigma'/sigma) x - expm1(-h) D_2 is the same a and b.
+  x' = a x + b D_2 + noise_std eps (Euler: the next step's churn; the SDE form: its step noise)
+  and its network input c_in x'. Euler's step x + (t' - t)(x - D)/t is a = t'/t, b = 1 - a;
+  DPM-Solver++'s (sigma'/sigma) x - expm1(-h) D_2 is the same a and b; its SDE form (eta 1) has
+  a = (t'/t)^2, b = 1 - a and noise t' sqrt(b) (synther_fast.diffusion.fused_sampler computes them).
 
 References: :func:`churn_reference`, :func:`euler_step_reference`, :func:`heun_churn_step_reference`,
 :func:`linear_step_reference`.
