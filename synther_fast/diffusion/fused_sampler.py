@@ -2,8 +2,8 @@
 shape (every step, every network evaluation and the noise, no host sync).
 
 Same maths and the same noise order as the reference samplers in synther_fast.diffusion.edm
-(initial noise, then one churn draw per step for heun and euler; the initial noise only for
-dpmpp_2m), so for the same noise both return the same rows up to fp32 rounding. The Triton code
+(initial noise, then one churn draw per step for heun and euler, one step-noise draw per step for
+dpmpp_2m_sde; the initial noise only for dpmpp_2m), so for the same noise both return the same rows up to fp32 rounding. The Triton code
 lives in synther_fast.kernels; this module only sequences launches and computes each step's
 coefficients on the host.
 """
