@@ -106,8 +106,8 @@ def test_guided_sampling_cost(benchmark, impl) -> None:
     assert torch.isfinite(out).all()
 
 
-SAMPLER_GRID = ["heun-128", "heun-16", "heun-8", "euler-16", "euler-8", "dpmpp_2m-16", "dpmpp_2m-8", "dpmpp_2m-4",
-                "dpmpp_2m_sde-16"]
+SAMPLER_GRID = ["heun-128", "heun-32", "heun-16", "heun-8", "euler-16", "euler-8", "dpmpp_2m-16", "dpmpp_2m-8",
+                "dpmpp_2m-4", "dpmpp_2m_sde-64", "dpmpp_2m_sde-32", "dpmpp_2m_sde-16"]
 
 
 @pytest.mark.parametrize("impl", SAMPLER_GRID)
