@@ -193,6 +193,22 @@ def run_task(task: str, args, results: dict) -> None:
                   f"dyn {record['dynamics_error']:.4f}", flush=True)
 
 
+def bends(table: dict[str, dict[str, dict]]) -> dict[str, dict[str, int | None]]:
+    """Per variant and metric: the fewest NFE from which that metric stays within tolerance at every
+    larger NFE of the grid (None: not even at the largest): where each quality curve bends."""
+    out: dict[str, dict[str, int | None]] = {}
+    for variant, by_steps in table.items():
+        rows = sorted(by_steps.values(), key=lambda r: r["nfe"])
+        for metric in rows[0]["within"]:
+            best = None
+            for r in reversed(rows):
+                if not r["within"][metric]:
+                    break
+                best = r["nfe"]
+            out.setdefault(variant, {})[metric] = best
+    return out
+
+
 def run_td3bc(task: str, arm: str, args, results: dict) -> None:
     """Synthetic-only TD3+BC with the sampler ``arm`` ('variant-steps'), one offline run per seed."""
     from synther_fast.pipelines.offline import run_offline
@@ -232,7 +248,13 @@ def markdown(results: dict) -> str:
         for nfe, variant, r in sorted(points, key=lambda p: (p[1], p[0])):
             cells = [f"{r['mean'][m]:.4g}" + ("" if r["within"][m] else " ✗") for m in metrics]
             lines.append(f"| {variant} | {nfe} | {r['seeds']} | " + " | ".join(cells) + f" | {'yes' if r['passes'] else 'no'} |")
-        lines += ["", f"fewest passing NFE: {entry.get('fewest_passing_nfe')}", ""]
+        lines += ["", f"fewest passing NFE: {entry.get('fewest_passing_nfe')}", "",
+                  "Fewest NFE from which each metric stays within tolerance (-: never in the grid so far):", "",
+                  "| sampler | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
+        for variant, by_metric in bends(entry["verdicts"]).items():
+            lines.append(f"| {variant} | " + " | ".join("-" if by_metric[m] is None else str(by_metric[m])
+                                                      for m in metrics) + " |")
+        lines.append("")
     return "\n".join(lines)
 
 

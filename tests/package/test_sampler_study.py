@@ -51,6 +51,9 @@ def test_the_pass_rule(study) -> None:
     assert not table["euler"]["16"]["passes"] and not table["euler"]["16"]["within"]["dynamics_error"]
     assert entry["baseline"]["tolerance"]["mean_ks"] == pytest.approx(max(3 * np.std([0.05, 0.052, 0.051], ddof=1), 0.01))
     assert study.fewest_passing(table) == {"dpmpp_2m": 8, "euler": None, "heun": 255}
+    bends = study.bends(table)
+    assert bends["euler"]["mean_ks"] == 16 and bends["euler"]["dynamics_error"] is None
+    assert bends["dpmpp_2m"]["mean_ks"] == 8 and bends["dpmpp_2m"]["corr_error"] == 4
     draws["dpmpp_2m-16-s0"]["mean_ks"] = draws["dpmpp_2m-16-s1"]["mean_ks"] = draws["dpmpp_2m-16-s2"]["mean_ks"] = 0.3
     assert study.fewest_passing(study.verdicts(entry))["dpmpp_2m"] == 32  # 8 passes, 16 does not: 32
 
