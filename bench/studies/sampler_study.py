@@ -301,12 +301,14 @@ def main() -> None:
     parser.add_argument("--only-plot", action="store_true")
     parser.add_argument("--td3bc", nargs="*", default=[], help="sampler arms, e.g. dpmpp_2m-16 (heun-128 joins them)")
     parser.add_argument("--td3bc-seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--td3bc-skip-baseline", action="store_true",
+                        help="leave out the heun-128 runs (another process runs them: never two in one run directory)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     if args.td3bc:
         for task in args.tasks:
-            for arm in dict.fromkeys(["heun-128", *args.td3bc]):
+            for arm in dict.fromkeys([*([] if args.td3bc_skip_baseline else ["heun-128"]), *args.td3bc]):
                 run_td3bc(task, arm, args, results)
     elif not args.only_plot:
         args.work.mkdir(parents=True, exist_ok=True)
