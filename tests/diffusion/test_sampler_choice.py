@@ -10,6 +10,7 @@ import pytest
 import tiny
 import torch
 from cli_runner import run_cli
+from diffusion_fixtures import random_rows
 
 from synther_fast import ReplayBuffer, SynthER, TransitionLayout, quick
 from synther_fast.data import load_dataset
@@ -20,10 +21,7 @@ TINY = quick().replace(**tiny.SYNTHER)  # 4 Heun steps
 
 
 def rows(n: int = 300, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    data = rng.normal(size=(n, LAYOUT.width)).astype(np.float32)
-    data[:, LAYOUT.terminal] = rng.random((n, 1)) < 0.3
-    return data
+    return random_rows(LAYOUT, n, seed)
 
 
 @pytest.fixture(scope="module")

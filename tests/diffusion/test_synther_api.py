@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tiny
 import torch
+from diffusion_fixtures import random_rows
 
 from synther_fast import ModelFileError, ReplayBuffer, SynthER, TransitionLayout, quick
 from synther_fast.data import load_dataset
@@ -19,10 +20,7 @@ TINY = quick().replace(**tiny.SYNTHER)
 
 
 def rows(n: int = 300, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    data = rng.normal(size=(n, LAYOUT.width)).astype(np.float32)
-    data[:, LAYOUT.terminal] = rng.random((n, 1)) < 0.3
-    return data
+    return random_rows(LAYOUT, n, seed)
 
 
 @pytest.fixture(scope="module")

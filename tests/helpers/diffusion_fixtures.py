@@ -68,3 +68,11 @@ TOLERANCES = {"mean_err": 0.15, "std_ratio_err": 0.2, "corr_err": 0.2, "energy":
 
 def passes(q: dict[str, float]) -> bool:
     return all(q[k] <= TOLERANCES[k] for k in TOLERANCES)
+
+
+def random_rows(layout: TransitionLayout, n: int = 300, seed: int = 0) -> np.ndarray:
+    """Standard-normal rows with a 0/1 terminal column (30% ones): API tests' data, no dynamics."""
+    rng = np.random.default_rng(seed)
+    data = rng.normal(size=(n, layout.width)).astype(np.float32)
+    data[:, layout.terminal] = rng.random((n, 1)) < 0.3
+    return data
