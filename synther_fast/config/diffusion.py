@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import numpy as np
+import tyro
 
 from synther_fast.config.base import Checked, Serialisable, _choice, _non_negative, _positive
 from synther_fast.envs.health import HEALTH_RULES
@@ -175,17 +179,35 @@ class GenerationConfig(Checked):
     fraction. 'threshold' never rebalances (the published behaviour)."""
     clip_actions: bool = False
     """clip generated actions to action_bounds (the published code does not)"""
-    action_bounds: tuple[float, float] = (-1.0, 1.0)
-    """bounds for clip_actions"""
+    # The command line takes the scalar pair as two numbers (tyro would turn the union into
+    # sub-commands); per-dimension bounds come from Python or a config file.
+    action_bounds: Annotated[tuple[float, float] | tuple[tuple[float, ...], tuple[float, ...]],
+                             tyro.conf.arg(constructor=tuple[float, float])] = (-1.0, 1.0)
+    """bounds for clip_actions: one (low, high) pair for every action dimension, or a pair of
+    per-dimension tuples ((low_0, ..., low_k), (high_0, ..., high_k)), e.g. a gymnasium Box's
+    ``(tuple(space.low), tuple(space.high))`` for rows stored at the environment's scale"""
 
     def check(self) -> None:
         """This part's own fields (nested parts check theirs; :func:`validate` runs them all)."""
         _positive(self, "chunk_size")
         _choice(self, "terminals", TERMINAL_LABELS)
         _choice(self, "terminal_prior", ("data", "model"))
+        low, high = action_bounds_arrays(self.action_bounds)
+        if low.shape != high.shape:
+            raise ValueError(f"GenerationConfig.action_bounds: {low.size} lows but {high.size} highs")
+        if not (np.isfinite(low).all() and np.isfinite(high).all()) or (low > high).any():
+            raise ValueError(f"GenerationConfig.action_bounds must be finite with low <= high in every "
+                             f"dimension, got {self.action_bounds!r}")
         if self.terminals == "rule" and self.task not in HEALTH_RULES:
             raise ValueError(f"GenerationConfig.terminals='rule' needs a task with a termination rule "
                              f"({', '.join(HEALTH_RULES)}), got task={self.task!r}; use 'classifier' or 'auto'")
+
+
+def action_bounds_arrays(bounds: Any) -> tuple[np.ndarray, np.ndarray]:
+    """GenerationConfig.action_bounds as float32 (low, high) arrays: 0-d for one scalar pair,
+    1-d for per-dimension bounds."""
+    low, high = bounds
+    return np.asarray(low, dtype=np.float32), np.asarray(high, dtype=np.float32)
 
 
 GUIDANCE_KINDS = ("none", "curiosity", "td", "return")

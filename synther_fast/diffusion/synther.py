@@ -23,6 +23,7 @@ from synther_fast.common.io import atomic_write, load_torch_dict
 from synther_fast.common.progress import progress_bar
 from synther_fast.common.rng import Stream, fit_seed, fresh_seed, seeded, stream_seed
 from synther_fast.config import SynthERConfig, paper_offline, resolve_batch_size, validate
+from synther_fast.config.diffusion import action_bounds_arrays
 from synther_fast.data.rows import write_rows
 from synther_fast.diffusion.denoiser import ResidualMLPDenoiser
 from synther_fast.diffusion.edm import (
@@ -452,7 +453,10 @@ class SynthER:
         label_terminals(rows, self.layout, terminal_mode(gen.terminals, gen.task), gen.task, self.termination,
                         gen.terminal_threshold)
         if gen.clip_actions:
-            lo, hi = gen.action_bounds
+            lo, hi = action_bounds_arrays(gen.action_bounds)
+            if lo.ndim == 1 and lo.size != self.layout.act_dim:
+                raise ValueError(f"GenerationConfig.action_bounds has {lo.size} per-dimension bounds, the model's "
+                                 f"actions have {self.layout.act_dim} dimensions")
             rows[:, self.layout.action] = np.clip(rows[:, self.layout.action], lo, hi)
         return np.ascontiguousarray(rows, dtype=np.float32)
 

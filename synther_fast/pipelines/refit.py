@@ -4,7 +4,8 @@ whose generated rows become the new synthetic buffer (Lu et al. 2023, section 4.
 A :class:`Refitter` fits and generates (synchronously, or in a background thread), writes each
 refit's files (model, rows, numbers; the numbers file last, so the three together mark a finished
 refit that a resumed run reloads instead of redoing), reloads them, and removes rows that no
-checkpoint refers to any more. It touches no loop state: it returns the new buffer.
+checkpoint refers to any more. It touches no loop state: it returns the new buffer. Without run
+files (the integrations' in-memory refits, synther_fast.integrations) it writes and reloads nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ Refill = tuple[dict[str, Any], ReplayBuffer]
 
 class Refitter:
     def __init__(self, layout: TransitionLayout, synther: SynthERConfig, num_samples: int, capacity: int,
-                 device: torch.device, run_files: RunFiles, seed: int, *, asynchronous: bool = False,
+                 device: torch.device, run_files: RunFiles | None, seed: int, *, asynchronous: bool = False,
                  progress: bool = False) -> None:
         self.layout, self.synther, self.num_samples, self.capacity = layout, synther, num_samples, capacity
         self.device, self.run_files, self.seed = device, run_files, seed
@@ -43,7 +44,12 @@ class Refitter:
     # -- files --------------------------------------------------------------------------------
     def files(self, k: int) -> tuple[Path, Path, Path]:
         """Refit k's model, rows and numbers files."""
-        return self.run_files.refit(k)
+        return self._run_files().refit(k)
+
+    def _run_files(self) -> RunFiles:
+        if self.run_files is None:
+            raise RuntimeError("this Refitter keeps its refits in memory: it has no files")
+        return self.run_files
 
     def load(self, k: int) -> ReplayBuffer:
         """Refit k's rows, as written."""
@@ -58,7 +64,7 @@ class Refitter:
 
     def discard_all(self) -> None:
         """A fresh start: every refit file of an earlier start that never checkpointed goes."""
-        for stale in self.run_files.all_refit_files():
+        for stale in self._run_files().all_refit_files():
             stale.unlink()
 
     def seed_for(self, k: int, purpose: str) -> int:
@@ -74,10 +80,11 @@ class Refitter:
         """Refit k on ``real_rows`` now; a refit whose three files were written before a kill is
         reloaded instead. Guided (a conditional model): ``conditions`` are the rows' relevance
         scores and the rows are generated toward conditions drawn from ``pool``."""
-        model_file, rows_file, info_file = self.files(k)
         info: dict[str, Any] = {"refit": k, "env_step": env_step, "real_rows": len(real_rows)}
         rows = ReplayBuffer(self.capacity, self.layout)
-        if model_file.exists() and rows_file.exists() and info_file.exists():
+        files = self.files(k) if self.run_files is not None else None
+        if files is not None and all(f.exists() for f in files):
+            model_file, rows_file, info_file = files
             saved = json.loads(info_file.read_text())
             if saved.get("env_step") == env_step and saved.get("real_rows") == len(real_rows):
                 rows.restore(rows_file)
@@ -97,9 +104,11 @@ class Refitter:
         if conditions is not None:
             info |= {"guidance": self.synther.guidance, "score_mean": float(np.mean(conditions)),
                      "score_max": float(np.max(conditions)), "condition_pool_min": float(np.min(pool))}
-        model.save(model_file)
-        rows.save(rows_file)
-        write_json(info_file, info)  # last: the three files together mark a finished refit
+        if files is not None:
+            model_file, rows_file, info_file = files
+            model.save(model_file)
+            rows.save(rows_file)
+            write_json(info_file, info)  # last: the three files together mark a finished refit
         return info, rows
 
     def start(self, k: int, real_rows: np.ndarray, env_step: int, conditions: np.ndarray | None = None,
