@@ -183,3 +183,19 @@ def test_a_dm_control_task_through_the_package_factory():
                 seed=0, **small())
     model.learn(50, callback=SynthERCallback(refit_every=25, num_samples=40, config=fast_config()))
     assert model.replay_buffer.mix.refills == 2 and model.replay_buffer.layout.obs_dim == 5
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3", "ddpg"])
+def test_the_sb3_example_runs_for_each_algorithm(algo, capsys, monkeypatch):
+    import runpy
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "sb3_synther.py"
+    monkeypatch.setattr(sys, "argv", [
+        "sb3_synther.py", "--algo", algo, "--env", "Pendulum-v1", "--steps", "120", "--n-envs", "2",
+        "--refit-every", "60", "--num-samples", "64", "--preset", "tiny", "--learning-starts", "40",
+        "--net", "16", "16", "--batch-size", "16", "--gradient-steps", "2"])
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    assert f"{algo} on Pendulum-v1: return" in out and "(2 refits)" in out
