@@ -40,7 +40,7 @@ class SynthERTorchRLBuffer:
 
     def __init__(self, capacity: int, *, synthetic_fraction: float = 0.5, batch_size: int | None = None,
                  obs_key: str = "observation", seed: int = 0) -> None:
-        self.online = ReplayBuffer(storage=LazyTensorStorage(int(capacity)), batch_size=batch_size)
+        self.online = ReplayBuffer(storage=LazyTensorStorage(int(capacity)))  # batch sizes vary: given per sample()
         self.mix = SyntheticMix(synthetic_fraction, seed)
         self.batch_size, self.obs_key = batch_size, obs_key
         self.layout: TransitionLayout | None = None
