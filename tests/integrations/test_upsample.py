@@ -10,7 +10,6 @@ from synther_fast.config import tiny
 from synther_fast.data import Dataset
 from synther_fast.data.dataset import DatasetError, save_dataset
 
-
 # The tiny fit, with the published threshold terminals: the default for a task without a rule is a
 # termination classifier, seconds of fitting that tests/diffusion/test_termination.py covers.
 FAST = tiny().with_overrides(**{"generation.terminals": "threshold"})
