@@ -199,3 +199,14 @@ def test_the_sb3_example_runs_for_each_algorithm(algo, capsys, monkeypatch):
     runpy.run_path(str(script), run_name="__main__")
     out = capsys.readouterr().out
     assert f"{algo} on Pendulum-v1: return" in out and "(2 refits)" in out
+
+
+def test_background_refits_land_by_the_end_of_training():
+    model = SAC("MlpPolicy", make_vec_env("Pendulum-v1", seed=0), replay_buffer_class=SynthERReplayBuffer, seed=0,
+                **small())
+    callback = SynthERCallback(refit_every=50, num_samples=80, config=fast_config(), background=True)
+    model.learn(100, callback=callback)
+    assert callback.refits.background  # a CPU device: the fit ran in a thread
+    assert model.replay_buffer.mix.refills >= 1 and not callback.refits.pending
+    assert all(h["rows"] == 80 for h in callback.history)
+    assert [h["refit"] for h in callback.history] == list(range(len(callback.history)))
