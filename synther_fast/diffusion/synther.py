@@ -44,6 +44,7 @@ from synther_fast.diffusion.termination import (
     terminal_mode,
 )
 from synther_fast.diffusion.trainer import DiffusionTrainer
+from synther_fast.envs.health import check_obs_width
 from synther_fast.replay.buffer import ReplayBuffer
 from synther_fast.replay.layout import TransitionLayout
 
@@ -162,6 +163,9 @@ class SynthER:
         and at the end every rank receives rank 0's EMA weights (so every rank holds the model).
         """
         data = validate_rows(rows, self.layout)
+        gen = self.config.generation
+        if self.layout.terminal is not None and terminal_mode(gen.terminals, gen.task) == "rule":
+            check_obs_width(gen.task, self.layout.obs_dim)  # before the fit, not after it
         scores = self._check_conditions(conditions, len(data))
         self._new_model()
         self.normalizer.fit(data)
@@ -212,7 +216,6 @@ class SynthER:
             trainer.forward_network = self.network  # drop the DDP wrapper now, not at interpreter exit
         barrier()  # rank 0's last checkpoint is on disk before any rank goes on
         self.fit_seconds = time.perf_counter() - started
-        gen = self.config.generation
         if self.layout.terminal is not None:
             self.data_terminal_rate = float((data[:, self.layout.terminal.start] > 0.5).mean())
         if self.layout.terminal is not None and terminal_mode(gen.terminals, gen.task) == "classifier":

@@ -21,12 +21,23 @@ class HealthRules:
     angle_range: tuple[float, float]
     state_range: tuple[float, float] | None
     """bounds on every entry of ``observation[1:]`` (Hopper only)"""
+    obs_dim: int
+    """the task's observation width (the rules read columns by position)"""
 
 
 HEALTH_RULES = {
-    "Hopper-v5": HealthRules((0.7, float("inf")), (-0.2, 0.2), (-100.0, 100.0)),
-    "Walker2d-v5": HealthRules((0.8, 2.0), (-1.0, 1.0), None),
+    "Hopper-v5": HealthRules((0.7, float("inf")), (-0.2, 0.2), (-100.0, 100.0), 11),
+    "Walker2d-v5": HealthRules((0.8, 2.0), (-1.0, 1.0), None, 17),
 }
+
+
+def check_obs_width(env_name: str | None, obs_dim: int) -> None:
+    """Refuse observations of another width than the task's, whose rules would read the wrong
+    columns (e.g. ``env='Hopper-v5'`` given for data of another task)."""
+    rules = HEALTH_RULES.get(env_name) if env_name is not None else None
+    if rules is not None and obs_dim != rules.obs_dim:
+        raise ValueError(f"{env_name}'s termination rule reads {rules.obs_dim}-dim observations, the rows have "
+                         f"{obs_dim}: is the task name right? (without one, terminals come from a classifier)")
 
 
 def unhealthy(env_name: str | None, obs: np.ndarray) -> np.ndarray | None:
@@ -39,6 +50,7 @@ def unhealthy(env_name: str | None, obs: np.ndarray) -> np.ndarray | None:
     if rules is None:
         return None
     obs = np.asarray(obs)
+    check_obs_width(env_name, obs.shape[1])
     z, angle = obs[:, 0], obs[:, 1]
     healthy = (rules.z_range[0] < z) & (z < rules.z_range[1])
     healthy &= (rules.angle_range[0] < angle) & (angle < rules.angle_range[1])

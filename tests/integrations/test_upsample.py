@@ -70,3 +70,8 @@ def test_bad_input_names_the_key_and_the_rows(tmp_path):
         synther_fast.upsample([1, 2], 10)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         synther_fast.upsample(tmp_path / "missing.npz", 10, preset="tiny")
+
+
+def test_a_task_whose_rule_reads_other_columns_is_refused_before_the_fit():
+    with pytest.raises(ValueError, match="Hopper-v5's termination rule reads 11-dim observations, the rows have 3"):
+        synther_fast.upsample(qlearning_dict(), 10, config=tiny(), env="Hopper-v5", progress=False)
