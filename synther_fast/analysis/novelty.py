@@ -134,3 +134,27 @@ def novelty(reference_rows: np.ndarray, rows: np.ndarray, *, held_out_rows: np.n
     if held_out_rows is not None:
         out["held_out"] = measure(held_out_rows)
     return out
+
+
+def memorised_share(distances: np.ndarray, held_out_distances: np.ndarray, percentile: float = 5.0) -> dict:
+    """The share of generated rows nearer to a training row than the ``percentile``-th percentile
+    of held-out real rows' nearest-training-row distances (both in the same standardised space).
+    A model that samples the data's law puts about ``percentile``% of its rows there; one that
+    replays its training rows puts nearly all of them there."""
+    if len(held_out_distances) < 2:
+        raise ValueError(f"memorisation needs held-out real rows, got {len(held_out_distances)}")
+    if not 0 < percentile < 100:
+        raise ValueError(f"percentile must lie in (0, 100), got {percentile}")
+    threshold = float(np.percentile(held_out_distances, percentile))
+    return {"memorised_share": float((np.asarray(distances) < threshold).mean()), "threshold": threshold,
+            "percentile": percentile, "expected_share": percentile / 100.0, "rows": len(distances)}
+
+
+def memorisation(training_rows: np.ndarray, held_out_rows: np.ndarray, rows: np.ndarray, *, percentile: float = 5.0,
+                 max_rows: int | None = None, seed: int = 0, device: str | torch.device | None = None) -> dict:
+    """How much of ``rows`` (generated) copies the rows the model was fitted on: :func:`memorised_share`
+    with distances standardised by the training rows' statistics."""
+    if len(held_out_rows) < 2:
+        raise ValueError(f"memorisation needs held-out real rows, got {len(held_out_rows)}")
+    near = novelty(training_rows, rows, held_out_rows=held_out_rows, max_rows=max_rows, seed=seed, device=device)
+    return memorised_share(near["distances"], near["held_out"]["distances"], percentile)

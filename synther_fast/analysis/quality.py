@@ -27,7 +27,7 @@ from synther_fast.analysis.fidelity import (
     split_held_out,
     terminal_rates,
 )
-from synther_fast.analysis.novelty import novelty
+from synther_fast.analysis.novelty import memorised_share, novelty
 from synther_fast.analysis.tasks import unsupported_reason
 from synther_fast.common.tables import markdown_table
 from synther_fast.replay.layout import TransitionLayout
@@ -45,13 +45,14 @@ def _without_arrays(d: dict) -> dict:
 
 def data_quality(real_rows: np.ndarray, synthetic_rows: np.ndarray, layout: TransitionLayout, env_name: str, *,
                  max_rows: int = 5000, max_reference: int = 200_000, held_out_fraction: float = 0.1,
-                 seed: int = 0, device: str | None = None) -> tuple[dict, dict]:
+                 seed: int = 0, device: str | None = None, model_bytes: int | None = None) -> tuple[dict, dict]:
     """Every measure of the report: (plain-JSON numbers, per-row arrays for the figures).
 
     Real rows are split at random into training rows (the reference of every measure) and
     held-out rows (the real-vs-real yardstick). Fidelity uses up to 50k rows a side; novelty,
     dynamics error and the augmentations use ``max_rows`` rows a set, against at most
-    ``max_reference`` training rows.
+    ``max_reference`` training rows. ``model_bytes``: the model file's size, for the compression
+    ratios (omitted without it).
     """
     for name, rows in (("real", real_rows), ("synthetic", synthetic_rows)):
         if rows.ndim != 2 or rows.shape[1] != layout.width:
@@ -84,7 +85,9 @@ def data_quality(real_rows: np.ndarray, synthetic_rows: np.ndarray, layout: Tran
     start = time.perf_counter()
     nov = {"synthetic": novelty(reference, sets["synthetic"], held_out_rows=sets["real held-out"], device=device)}
     nov["real held-out"] = nov["synthetic"].pop("held_out")
+    numbers["memorisation"] = memorised_share(nov["synthetic"]["distances"], nov["real held-out"]["distances"])
     seconds["novelty"] = time.perf_counter() - start
+    numbers["compression"] = compression(model_bytes, len(real_rows), len(synthetic_rows), layout)
 
     # Augmented copies of training rows, each tuned to the synthetic rows' mean novelty.
     start = time.perf_counter()
@@ -123,6 +126,19 @@ def data_quality(real_rows: np.ndarray, synthetic_rows: np.ndarray, layout: Tran
         numbers["dynamics"] = {"unsupported": f"{env_name}: {reason}"}
     numbers["seconds"] = seconds
     return numbers, arrays
+
+
+def compression(model_bytes: int | None, real_rows: int, synthetic_rows: int, layout: TransitionLayout) -> dict | None:
+    """How many bytes of data the model stands for: the real rows it was fitted on and the synthetic
+    rows drawn from it, as uncompressed float32 rows of the layout, against the model file's bytes."""
+    if model_bytes is None:
+        return None
+    if model_bytes <= 0:
+        raise ValueError(f"model_bytes must be positive, got {model_bytes}")
+    real, synthetic = real_rows * layout.width * 4, synthetic_rows * layout.width * 4
+    return {"basis": "float32 rows, uncompressed; the model file as written", "model_bytes": int(model_bytes),
+            "real_bytes": real, "synthetic_bytes": synthetic, "real_over_model": real / model_bytes,
+            "synthetic_over_model": synthetic / model_bytes}
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
@@ -183,6 +199,24 @@ def _markdown(numbers: dict, figures: dict[str, list[Path]], curves: Curves | No
                   [(k, v["rows"], v["mean"], v["median"], v["p10"], v["p90"], v["exact_copies"]) for k, v in nov.items()])
     out += [f"![novelty]({figures['novelty'][0].name})", ""]
 
+    mem = numbers["memorisation"]
+    out += ["## Memorisation", "",
+            (f"{100 * mem['memorised_share']:.1f}% of the synthetic rows lie nearer to a training row than "
+             f"{mem['percentile']:g}% of held-out real rows do (distance {mem['threshold']:.3g}); a model that "
+             f"samples the data's law puts about {mem['percentile']:g}% there, one that copies its training rows "
+             "nearly 100%."), ""]
+
+    comp = numbers["compression"]
+    out += ["## Compression", ""]
+    if comp is None:
+        out += ["No model file given.", ""]
+    else:
+        out += [f"Basis: {comp['basis']}.", ""]
+        out += _table(["", "bytes", "over the model's"],
+                      [("model file", comp["model_bytes"], 1.0), ("real rows fitted on", comp["real_bytes"],
+                                                                  comp["real_over_model"]),
+                       ("synthetic rows drawn", comp["synthetic_bytes"], comp["synthetic_over_model"])])
+
     out += ["## Dynamics error", ""]
     dyn = numbers["dynamics"]
     if "unsupported" in dyn:
@@ -212,7 +246,8 @@ def _markdown(numbers: dict, figures: dict[str, list[Path]], curves: Curves | No
 
 def write_report(real_rows: np.ndarray, synthetic_rows: np.ndarray, layout: TransitionLayout, env_name: str,
                  out_dir: str | Path, *, max_rows: int = 5000, seed: int = 0, learning_curves: Curves | None = None,
-                 max_reference: int = 200_000, device: str | None = None, notes: Sequence[str] = ()) -> Path:
+                 max_reference: int = 200_000, device: str | None = None, notes: Sequence[str] = (),
+                 model_bytes: int | None = None) -> Path:
     """Write report.md (tables, PNG figures) and report.json into ``out_dir``; returns report.md's path.
 
     ``learning_curves``: {arm: [(step, return), ...]}. About 7 s for 100k + 100k rows on 2 CPU cores
@@ -224,7 +259,7 @@ def write_report(real_rows: np.ndarray, synthetic_rows: np.ndarray, layout: Tran
     out_dir.mkdir(parents=True, exist_ok=True)
     real_rows, synthetic_rows = np.asarray(real_rows), np.asarray(synthetic_rows)
     numbers, arrays = data_quality(real_rows, synthetic_rows, layout, env_name, max_rows=max_rows,
-                                   max_reference=max_reference, seed=seed, device=device)
+                                   max_reference=max_reference, seed=seed, device=device, model_bytes=model_bytes)
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
     figures = {

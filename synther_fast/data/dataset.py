@@ -148,6 +148,35 @@ class Dataset:
                        self.next_observations[take], self.terminals[take], self.timeouts[take],
                        self.env_name, self.source)
 
+    def cut(self, size: int, seed: int = 0) -> Dataset:
+        """``size`` transitions of whole episodes drawn at random (seeded), the last one drawn
+        truncated to fit: the scarce-data cuts (250 rows of HalfCheetah is a quarter episode).
+
+        Kept episodes stay in their original order. The cut end of a truncated episode is marked
+        a time-out (the episode goes on past it; it is not a terminal). A trailing episode without
+        an end counts as one."""
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
+            raise ValueError(f"a cut needs a positive number of transitions, got {size!r}")
+        if size > len(self):
+            raise ValueError(f"a cut of {size} transitions from a dataset of {len(self)}")
+        ends = np.flatnonzero((self.terminals > 0) | (self.timeouts > 0)) + 1
+        bounds = np.unique(np.concatenate([[0], ends, [len(self)]]))
+        starts, stops = bounds[:-1], bounds[1:]
+        order = np.random.default_rng(seed).permutation(len(starts))
+        covered = np.cumsum(stops[order] - starts[order])
+        count = int(np.searchsorted(covered, size)) + 1  # episodes drawn until they cover size rows
+        chosen = order[:count]
+        keep = {int(i): int(stops[i] - starts[i]) for i in chosen}
+        last = int(chosen[-1])
+        keep[last] -= int(covered[count - 1] - size)  # the last drawn episode keeps only what fits
+        take = np.concatenate([np.arange(starts[i], starts[i] + keep[i]) for i in sorted(keep)])
+        timeouts = self.timeouts[take].copy()
+        if keep[last] < stops[last] - starts[last]:
+            position = int(np.flatnonzero(take == starts[last] + keep[last] - 1)[0])
+            timeouts[position] = 1.0
+        return Dataset(self.observations[take], self.actions[take], self.rewards[take],
+                       self.next_observations[take], self.terminals[take], timeouts, self.env_name, self.source)
+
 
 def _float2d(values: Any, name: str, source: str) -> np.ndarray:
     array = np.asarray(values)

@@ -151,8 +151,10 @@ def _report_phase(run: Run, data: OfflineData, summary: OfflineSummary) -> None:
         return
     try:
         with run.phase("report"):
+            model = run.artifact("diffusion_model")
             path = write_report(data.real_rows, data.synthetic_rows, data.layout, config.env, run.artifact("report"),
-                                learning_curves=learning_curves(summary))
+                                learning_curves=learning_curves(summary),
+                                model_bytes=model.stat().st_size if model.is_file() else None)
         run.record("report", str(path))  # in state.json at once
     except Exception as exc:  # the run's results are already on disk
         warnings.warn(f"the data-quality report could not be written ({type(exc).__name__}: {exc}); "

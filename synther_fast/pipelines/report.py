@@ -55,6 +55,8 @@ def report_for_run(run_dir: str | Path, out_dir: str | Path | None = None, *, ma
     else:
         if isinstance(summary, OfflineSummary):
             curves = learning_curves(summary)
+    model = files["diffusion_model"]
     return write_report(dataset.to_rows(layout), synthetic, layout, config.env,
                         files["report"] if out_dir is None else out_dir,
-                        max_rows=max_rows, seed=seed, learning_curves=curves, notes=notes)
+                        max_rows=max_rows, seed=seed, learning_curves=curves, notes=notes,
+                        model_bytes=model.stat().st_size if model.is_file() else None)

@@ -73,3 +73,21 @@ def test_bad_shapes_are_refused() -> None:
         nearest_neighbour(np.zeros((3, 4)), np.zeros((3, 5)))
     with pytest.raises(ValueError, match="empty"):
         nearest_neighbour(np.zeros((3, 4)), np.zeros((0, 4)))
+
+
+def test_memorisation_tells_a_copying_model_from_one_that_samples_the_law() -> None:
+    from synther_fast.analysis.novelty import memorisation
+
+    rng = np.random.default_rng(0)
+    train, held, fresh = (rng.normal(size=(n, 6)).astype(np.float32) for n in (2000, 500, 1000))
+    sampled = memorisation(train, held, fresh)
+    assert abs(sampled["memorised_share"] - 0.05) < 0.03  # as near as fresh data: ~ the percentile
+    copies = train[rng.integers(0, len(train), 1000)] + 1e-4 * rng.normal(size=(1000, 6)).astype(np.float32)
+    copied = memorisation(train, held, copies)
+    assert copied["memorised_share"] > 0.95 and copied["threshold"] == sampled["threshold"]
+    half = np.concatenate([copies[:500], fresh[:500]])
+    assert 0.45 < memorisation(train, held, half)["memorised_share"] < 0.6
+    with pytest.raises(ValueError, match="held-out real rows"):
+        memorisation(train, held[:1], fresh)
+    with pytest.raises(ValueError, match="percentile"):
+        memorisation(train, held, fresh, percentile=0)

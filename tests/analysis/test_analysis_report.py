@@ -71,6 +71,24 @@ def test_report_for_a_run_directory_renders_tables_and_figures(tmp_path, hopper)
     assert dyn["real held-out"]["next_obs_mse"] < 1e-9  # the sanity row of the table
     assert dyn["noise"]["next_obs_mse"] > dyn["synthetic"]["next_obs_mse"] > 1e3 * dyn["real held-out"]["next_obs_mse"]
     assert numbers["novelty"]["synthetic"]["rows"] == 150
+    # rows 0.05 std from their training rows sit nearer to them than held-out real rows do
+    assert numbers["memorisation"]["memorised_share"] > 0.5 and "## Memorisation" in text
+    assert numbers["compression"] is None and "No model file given." in text  # the run has no model file
+
+
+def test_the_report_states_compression_against_the_model_file(tmp_path, hopper) -> None:
+    layout = hopper.layout(True)
+    real = hopper.to_rows(layout)
+    synthetic = real[np.random.default_rng(0).permutation(len(real))[:300]] + 1.0  # far from every real row
+    write_report(real, synthetic, layout, "Hopper-v5", tmp_path / "r", max_rows=100, model_bytes=4000)
+    numbers = json.loads((tmp_path / "r" / "report.json").read_text())
+    comp = numbers["compression"]
+    assert comp["real_bytes"] == len(real) * layout.width * 4 and comp["synthetic_bytes"] == 300 * layout.width * 4
+    assert comp["real_over_model"] == pytest.approx(len(real) * layout.width * 4 / 4000)
+    assert "float32" in comp["basis"] and "## Compression" in (tmp_path / "r" / "report.md").read_text()
+    assert numbers["memorisation"]["memorised_share"] < 0.2  # shifted rows copy nothing
+    with pytest.raises(ValueError, match="model_bytes must be positive"):
+        write_report(real, synthetic, layout, "Hopper-v5", tmp_path / "r2", max_rows=100, model_bytes=0)
 
 
 def test_report_for_a_task_without_dynamics_says_why(tmp_path) -> None:

@@ -182,6 +182,35 @@ def test_subset_draws_whole_episodes_at_random() -> None:
         d.subset(0.0)
 
 
+def test_cut_takes_whole_random_episodes_and_truncates_the_last_drawn() -> None:
+    d = episodes_dataset(n_episodes=20, length=10)  # observation column 0 is the episode index
+    picks = set()
+    for seed in range(5):
+        cut = d.cut(25, seed=seed)
+        assert len(cut) == 25
+        episodes, steps = cut.observations[:, 0], cut.observations[:, 1]
+        kept = list(dict.fromkeys(episodes.tolist()))
+        assert kept == sorted(kept) and len(kept) == 3  # two whole episodes and one cut, in their order
+        lengths = [int((episodes == e).sum()) for e in kept]
+        assert sorted(lengths) == [5, 10, 10]
+        for e in kept:  # each kept episode is a prefix of itself: steps 0, 1, ...
+            np.testing.assert_array_equal(steps[episodes == e], np.arange(int((episodes == e).sum())))
+        short = kept[lengths.index(5)]
+        last = np.flatnonzero(episodes == short)[-1]
+        assert cut.timeouts[last] == 1 and cut.terminals[last] == 0  # the cut end is a time-out, not a terminal
+        assert cut.episode_returns().size == 3
+        picks.add(tuple(kept))
+    assert len(picks) > 1  # a new random choice per seed
+    assert d.cut(25, seed=1) == d.cut(25, seed=1)
+    quarter = d.cut(4, seed=0)  # fewer rows than an episode: a prefix of one episode
+    assert len(set(quarter.observations[:, 0].tolist())) == 1 and quarter.timeouts[-1] == 1
+    assert len(d.cut(20, seed=0)) == 20 and d.cut(200, seed=0) == d  # exact fits truncate nothing
+    with pytest.raises(ValueError, match="positive number"):
+        d.cut(0)
+    with pytest.raises(ValueError, match="a cut of 201 transitions from a dataset of 200"):
+        d.cut(201)
+
+
 def test_plain_d4rl_style_npz_without_meta_loads(tmp_path) -> None:
     rng = np.random.default_rng(0)
     arrays = {"observations": rng.normal(size=(20, 3)), "actions": rng.uniform(-1, 1, (20, 2)),
