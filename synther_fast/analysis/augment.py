@@ -38,6 +38,22 @@ def gaussian_noise(rows: np.ndarray, strength: float, layout: TransitionLayout, 
     return (rows + noise).astype(np.float32)
 
 
+def state_noise(rows: np.ndarray, strength: float, layout: TransitionLayout, *, seed: int = 0,
+                scale: np.ndarray | None = None) -> np.ndarray:
+    """Gaussian noise on the states only (observation and next observation, independent draws), of
+    std ``strength`` x the column's std (``scale``, default the rows'): S4RL's state augmentation,
+    in units of the data's spread. Actions, rewards and terminals are kept."""
+    if strength < 0:
+        raise ValueError(f"noise strength must be >= 0, got {strength}")
+    rows = np.asarray(rows, dtype=np.float32)
+    scale = rows.std(axis=0) if scale is None else np.asarray(scale)
+    states = np.zeros(layout.width, dtype=bool)
+    states[layout.obs] = states[layout.next_obs] = True
+    noise = np.random.default_rng(seed).standard_normal(rows.shape) * (strength * scale)
+    noise[:, ~states] = 0.0
+    return (rows + noise).astype(np.float32)
+
+
 def mixup(rows: np.ndarray, strength: float, layout: TransitionLayout, *, seed: int = 0) -> np.ndarray:
     """Each row mixed with a random other one: (1 - l) x_i + l x_j with l ~ U(0, strength), strength <= 0.5.
 
@@ -58,6 +74,7 @@ def mixup(rows: np.ndarray, strength: float, layout: TransitionLayout, *, seed: 
 AUGMENTATIONS: dict[str, tuple[Augmentation, float]] = {
     # name -> (function, largest strength searched)
     "noise": (gaussian_noise, 4.0),
+    "state_noise": (state_noise, 4.0),
     "mixup": (mixup, 0.5),
 }
 
@@ -81,7 +98,7 @@ def match_strength(kind: str, rows: np.ndarray, layout: TransitionLayout, target
     rng = np.random.default_rng(seed)
     sample = rows[rng.choice(len(rows), min(max_rows, len(rows)), replace=False)]
     # noise in units of the reference std (the units novelty is measured in); constant columns stay
-    extra = {"scale": np.asarray(reference, dtype=np.float64).std(axis=0)} if kind == "noise" else {}
+    extra = {"scale": np.asarray(reference, dtype=np.float64).std(axis=0)} if kind in ("noise", "state_noise") else {}
 
     def mean_novelty(strength: float) -> float:
         out = augment(sample, strength, layout, seed=seed, **extra)

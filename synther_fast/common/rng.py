@@ -77,6 +77,8 @@ class Stream(enum.IntEnum):
     """the curiosity model's initial weights (guided online refits)"""
     CURIOSITY_BATCHES = 12
     """the curiosity model's training batches"""
+    AUGMENTATION = 13
+    """an offline augmentation arm's rows: (AUGMENTATION, arm index) (which real rows, the noise or partners)"""
     # -- of an agent's seed (the run's seed) --------------------------------------------------
     AGENT_INIT = 20
     """weight initialisation"""

@@ -54,6 +54,7 @@ from synther_fast.config.diffusion import (
 )
 from synther_fast.config.pipelines import (
     ARMS,
+    AUGMENTATION_ARMS,
     COLLECT_METHODS,
     OFFLINE_ALGOS,
     ONLINE_ALGOS,
@@ -75,6 +76,7 @@ from synther_fast.config.pipelines import (
 
 __all__ = [
     "ARMS",
+    "AUGMENTATION_ARMS",
     "COLLECT_METHODS",
     "CONFIG_FORMAT_VERSION",
     "CQLConfig",

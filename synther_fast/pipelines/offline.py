@@ -23,7 +23,9 @@ from synther_fast.agents.cql import CQL
 from synther_fast.agents.edac import EDAC
 from synther_fast.agents.iql import IQL
 from synther_fast.agents.td3_bc import TD3BC
+from synther_fast.analysis.augment import AUGMENTATIONS, match_strength
 from synther_fast.analysis.fidelity import marginal_fidelity
+from synther_fast.analysis.novelty import novelty
 from synther_fast.analysis.quality import write_report
 from synther_fast.common.devices import resolve_device, torch_threads
 from synther_fast.common.io import load_torch_dict, write_json
@@ -31,6 +33,7 @@ from synther_fast.common.progress import progress_bar
 from synther_fast.common.rng import Stream, fit_seed, stream_seed
 from synther_fast.config import (
     ARMS,
+    AUGMENTATION_ARMS,
     OfflineConfig,
     for_task,
     offline_agent_config,
@@ -105,7 +108,7 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
         layout = dataset.layout(spec.has_terminal)
         real_rows = dataset.to_rows(layout)
         synthetic_rows = fidelity = guidance = None
-        if any(a != "real" for a in config.arms):
+        if needs_synthetic_rows(config):
             conditions, guidance = _return_conditions(config, dataset)
             with torch_threads(config.threads), run.phase("diffusion"):
                 model = _diffusion_phase(config, run, real_rows, layout, device, progress, conditions)
@@ -113,11 +116,14 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
                 target = None if guidance is None else [guidance["target"]]
                 synthetic_rows = _generate_phase(config, run, model, progress, target)
             fidelity = marginal_fidelity(real_rows, synthetic_rows, layout)
-        data = OfflineData(dataset, layout, real_rows, synthetic_rows)
+        augmented = _augmentation_phase(config, real_rows, synthetic_rows, layout)
+        data = OfflineData(dataset, layout, real_rows, synthetic_rows, augmented)
         arms: dict[str, Any] = {}
         for arm in config.arms:
             with torch_threads(config.threads, small_networks=True), run.phase(f"agent_{arm}"):
                 arms[arm] = _agent_phase(run, arm, data, device, progress)
+            if arm in augmented:  # how its rows were made (the strength, tuned or given)
+                arms[arm] = arms[arm] | {"augmentation": augmented[arm][1]}
     finally:
         run.close()
     returns = dataset.episode_returns()
@@ -249,6 +255,40 @@ def _generate_phase(config: OfflineConfig, run: Run, model, progress: bool, cond
     return rows
 
 
+def needs_synthetic_rows(config: OfflineConfig) -> bool:
+    """Whether the run fits and samples a diffusion model: for a synthetic or mixed arm, or for an
+    augmentation arm whose strength is tuned to the synthetic rows' novelty."""
+    tuned = {"noise": config.noise_strength is None, "mixup": config.mixup_strength is None}
+    return any(a in ("synthetic", "mixed") or tuned.get(a, False) for a in config.arms)
+
+
+def _augmentation_phase(config: OfflineConfig, real_rows: np.ndarray, synthetic_rows: np.ndarray | None,
+                        layout) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+    """Each explicit-augmentation arm's rows and what made them: ``synthetic_rows`` real rows drawn
+    at random (as many rows as the synthetic arm gets) and augmented, at the configured strength or
+    at the one whose mean novelty matches the synthetic rows' (seconds; recomputed on a resume,
+    since the rows follow from the run's seed)."""
+    out: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
+    for index, arm in enumerate(AUGMENTATION_ARMS):  # a fixed index per arm: its seed never moves
+        if arm not in config.arms:
+            continue
+        kind = AUGMENTATION_ARMS[arm]
+        seed = stream_seed(config.seed, Stream.AUGMENTATION, index)
+        rng = np.random.default_rng(seed)
+        source = real_rows[rng.integers(0, len(real_rows), config.synthetic_rows)]
+        strength = config.noise_strength if arm == "noise" else config.mixup_strength
+        info: dict[str, Any] = {"augmentation": kind}
+        if strength is None:
+            assert synthetic_rows is not None  # a non-real arm: the synthetic rows were generated
+            target = novelty(real_rows, synthetic_rows, max_rows=2000, seed=seed)["mean"]
+            strength, reached = match_strength(kind, real_rows, layout, target, seed=seed)
+            info |= {"tuned_to": "synthetic mean novelty", "target_novelty": target, "reached_novelty": reached}
+        scale = {"scale": real_rows.astype(np.float64).std(axis=0)} if kind == "state_noise" else {}
+        rows = AUGMENTATIONS[kind][0](source, float(strength), layout, seed=seed, **scale)
+        out[arm] = (rows, info | {"strength": float(strength), "rows": len(rows)})
+    return out
+
+
 def reward_scale(dataset) -> float:
     """CORL's IQL reward normalisation for locomotion: 1000 / (max - min episode return)."""
     returns = dataset.episode_returns()
@@ -278,6 +318,8 @@ class OfflineData:
     layout: Any
     real_rows: np.ndarray
     synthetic_rows: np.ndarray | None
+    augmented: dict[str, tuple[np.ndarray, dict[str, Any]]] = dataclasses.field(default_factory=dict)
+    """augmentation arm -> (its rows, how they were made)"""
 
 
 def _agent_phase(run: Run, arm: str, data: OfflineData, device, progress: bool):
@@ -303,8 +345,9 @@ def _agent_phase(run: Run, arm: str, data: OfflineData, device, progress: bool):
             buffer.add(scaled)
         return buffer
 
+    second = data.augmented[arm][0] if arm in AUGMENTATION_ARMS else data.synthetic_rows
     real = buffer_of(data.real_rows) if ratio < 1 else None
-    synthetic = buffer_of(data.synthetic_rows) if ratio > 0 else None
+    synthetic = buffer_of(second) if ratio > 0 else None
     sampler = MixedSampler(real, synthetic, ratio, config.batch_size, seed=stream_seed(config.seed, Stream.BATCHES))
     agent = make_agent(config, dataset, device)
     name = run.artifact("agent", arm=arm)

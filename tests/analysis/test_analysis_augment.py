@@ -64,3 +64,21 @@ def test_match_strength_reaches_the_target_novelty() -> None:
     assert strength == 0.5 and achieved < 1e6
     with pytest.raises(ValueError, match="unknown augmentation"):
         match_strength("cutout", data, LAYOUT, 1.0)
+
+
+def test_state_noise_moves_only_the_states_by_the_requested_std() -> None:
+    from synther_fast.analysis.augment import state_noise
+
+    data = rows(20_000)
+    out = state_noise(data, 0.3, LAYOUT, seed=4)
+    delta = out - data
+    states = np.r_[np.arange(LAYOUT.obs.start, LAYOUT.obs.stop), np.arange(LAYOUT.next_obs.start, LAYOUT.next_obs.stop)]
+    others = np.setdiff1d(np.arange(LAYOUT.width), states)
+    assert (delta[:, others] == 0).all()  # actions, reward, terminal untouched
+    np.testing.assert_allclose(delta[:, states].std(axis=0) / data[:, states].std(axis=0), 0.3, rtol=0.03)
+    # obs and next_obs get independent draws (not one shift of the whole state)
+    assert abs(np.corrcoef(delta[:, LAYOUT.obs.start], delta[:, LAYOUT.next_obs.start])[0, 1]) < 0.05
+    strength, achieved = match_strength("state_noise", data[:1500], LAYOUT, 0.5, max_rows=300)
+    assert achieved == pytest.approx(0.5, rel=0.02) and strength > 0
+    with pytest.raises(ValueError, match="noise strength"):
+        state_noise(data, -0.1, LAYOUT)
