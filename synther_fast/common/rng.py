@@ -56,7 +56,7 @@ class Stream(enum.IntEnum):
     COLLECT = 1
     """a collected dataset (random or policy rollouts, or the SAC run of collect_method 'sac')"""
     SUBSET = 2
-    """the episodes a reduced dataset keeps (OfflineConfig.subset)"""
+    """the episodes a reduced dataset keeps (OfflineConfig.subset, OfflineConfig.cut)"""
     BATCHES = 3
     """the mixed sampler's batch indices (offline arms, the online learner)"""
     EVALUATION = 4

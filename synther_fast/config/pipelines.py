@@ -90,6 +90,10 @@ class OfflineConfig(Serialisable, Checked):
     """fraction of the real dataset kept, as whole episodes drawn at random with the run's seed:
     the diffusion model is fitted on them and the real arm learns from them (the paper's reduced
     datasets, Fig. 1a: 0.15); 1 keeps everything"""
+    cut: int | None = None
+    """keep exactly this many real transitions: whole episodes drawn at random with the run's seed,
+    the last one drawn truncated to fit (the scarce-data cuts, 250 to 5,000 rows: 250 rows of
+    HalfCheetah is a quarter episode); None keeps the subset"""
     agent_width: int | None = None
     """hidden width of every network of the offline agent; None keeps the algorithm's own (256).
     With agent_depth it replaces the algorithm's ``hidden`` (the paper's larger-network runs)"""
@@ -139,6 +143,10 @@ class OfflineConfig(Serialisable, Checked):
         self.synther.check_guided_training()
         if not 0.0 < self.subset <= 1.0:
             raise ValueError(f"OfflineConfig.subset must lie in (0, 1] (a fraction of the dataset), got {self.subset}")
+        if self.cut is not None:
+            _positive(self, "cut")
+            if self.subset != 1.0:
+                raise ValueError(f"OfflineConfig: set cut ({self.cut} transitions) or subset ({self.subset}), not both")
         for name in ("agent_width", "agent_depth"):
             if getattr(self, name) is not None:
                 _positive(self, name)

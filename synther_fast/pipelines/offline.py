@@ -104,7 +104,9 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
             full = given if given is not None else _dataset_phase(config, run, progress)
             if given is not None and not run.done("dataset"):
                 run.mark_done("dataset", {"rows": len(given), "source": config.dataset})
-        dataset = full.subset(config.subset, seed=stream_seed(config.seed, Stream.SUBSET))  # the paper's reduced datasets (Fig. 1a)
+        # the paper's reduced datasets (Fig. 1a), or a scarce-data cut of whole episodes
+        keep_seed = stream_seed(config.seed, Stream.SUBSET)
+        dataset = full.cut(config.cut, keep_seed) if config.cut is not None else full.subset(config.subset, keep_seed)
         layout = dataset.layout(spec.has_terminal)
         real_rows = dataset.to_rows(layout)
         synthetic_rows = fidelity = guidance = None
@@ -131,7 +133,8 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
         env=config.env, algo=config.algo, seed=config.seed, preset=config.preset,
         dataset={"rows": len(dataset), "source": dataset.source,
                  "episode_return_mean": float(np.mean(returns)) if len(returns) else None,
-                 **({} if config.subset == 1 else {"subset": config.subset, "full_rows": len(full)})},
+                 **({} if config.subset == 1 else {"subset": config.subset, "full_rows": len(full)}),
+                 **({} if config.cut is None else {"cut": config.cut, "full_rows": len(full)})},
         synthetic_rows=None if synthetic_rows is None else len(synthetic_rows),
         synther_seed=None if synthetic_rows is None else synther_config(config).seed,
         sampler=None if synthetic_rows is None else sampler_record(synther_config(config).edm),

@@ -80,3 +80,16 @@ def test_an_offline_run_trains_the_augmentation_arms(tmp_path):
     assert summary["arms"]["mixup"]["augmentation"]["augmentation"] == "mixup"
     assert all(np.isfinite(info["return_mean"]) for info in summary["arms"].values())
     assert summary["synthetic_rows"] is None and not (tmp_path / "run" / "synther.pt").exists()  # given strengths: no fit
+
+
+def test_a_scarce_data_cut_is_what_the_run_fits_and_trains_on(tmp_path):
+    cfg = config(env="Hopper-v5", arms=("real", "noise"), noise_strength=0.1, cut=250)
+    synther_fast.train(cfg, run_dir=tmp_path / "run", progress=False)
+    dataset = json.loads((tmp_path / "run" / "summary.json").read_text())["dataset"]
+    assert dataset["rows"] == 250 and dataset["cut"] == 250 and dataset["full_rows"] == 2000
+    with pytest.raises(ValueError, match="set cut .* or subset .*, not both"):
+        config(cut=250, subset=0.5)
+    with pytest.raises(ValueError, match="cut"):
+        config(cut=0)
+    with pytest.raises(ValueError, match="a cut of 5000 transitions from a dataset of 2000"):
+        synther_fast.train(config(env="Hopper-v5", arms=("real",), cut=5000), run_dir=tmp_path / "big", progress=False)
