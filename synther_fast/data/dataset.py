@@ -136,17 +136,15 @@ class Dataset:
             raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
         if fraction == 1:
             return self
-        ends = np.flatnonzero((self.terminals > 0) | (self.timeouts > 0)) + 1
-        bounds = np.unique(np.concatenate([[0], ends, [len(self)]]))
-        starts, stops = bounds[:-1], bounds[1:]
-        order = np.random.default_rng(seed).permutation(len(starts))
-        covered = np.cumsum(stops[order] - starts[order])
+        return self.take(self.subset_index(fraction, seed))
+
+    def subset_index(self, fraction: float, seed: int = 0) -> np.ndarray:
+        """The rows :meth:`subset` keeps (their complement is data the model never saw)."""
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
+        starts, stops, order, covered = self._episode_draw(seed)
         count = int(np.searchsorted(covered, fraction * len(self))) + 1  # first prefix reaching the target
-        chosen = np.sort(order[:count])
-        take = np.concatenate([np.arange(starts[i], stops[i]) for i in chosen])
-        return Dataset(self.observations[take], self.actions[take], self.rewards[take],
-                       self.next_observations[take], self.terminals[take], self.timeouts[take],
-                       self.env_name, self.source)
+        return np.concatenate([np.arange(starts[i], stops[i]) for i in np.sort(order[:count])])
 
     def cut(self, size: int, seed: int = 0) -> Dataset:
         """``size`` transitions of whole episodes drawn at random (seeded), the last one drawn
@@ -155,27 +153,41 @@ class Dataset:
         Kept episodes stay in their original order. The cut end of a truncated episode is marked
         a time-out (the episode goes on past it; it is not a terminal). A trailing episode without
         an end counts as one."""
+        take = self.cut_index(size, seed)
+        out = self.take(take)
+        ends = (out.terminals > 0) | (out.timeouts > 0)
+        last_of_episode = np.r_[np.diff(take) != 1, True]  # the next kept row is not the next row
+        cut_ends = last_of_episode & ~ends & (take + 1 < len(self))
+        out.timeouts[cut_ends] = 1.0
+        return out
+
+    def cut_index(self, size: int, seed: int = 0) -> np.ndarray:
+        """The rows :meth:`cut` keeps, in order (their complement is data the model never saw)."""
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
             raise ValueError(f"a cut needs a positive number of transitions, got {size!r}")
         if size > len(self):
             raise ValueError(f"a cut of {size} transitions from a dataset of {len(self)}")
+        starts, stops, order, covered = self._episode_draw(seed)
+        count = int(np.searchsorted(covered, size)) + 1  # episodes drawn until they cover size rows
+        chosen = order[:count]
+        keep = {int(i): int(stops[i] - starts[i]) for i in chosen}
+        keep[int(chosen[-1])] -= int(covered[count - 1] - size)  # the last drawn keeps only what fits
+        return np.concatenate([np.arange(starts[i], starts[i] + keep[i]) for i in sorted(keep)])
+
+    def _episode_draw(self, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Episode bounds, a seeded random order of the episodes and the rows each prefix of that
+        order covers."""
         ends = np.flatnonzero((self.terminals > 0) | (self.timeouts > 0)) + 1
         bounds = np.unique(np.concatenate([[0], ends, [len(self)]]))
         starts, stops = bounds[:-1], bounds[1:]
         order = np.random.default_rng(seed).permutation(len(starts))
-        covered = np.cumsum(stops[order] - starts[order])
-        count = int(np.searchsorted(covered, size)) + 1  # episodes drawn until they cover size rows
-        chosen = order[:count]
-        keep = {int(i): int(stops[i] - starts[i]) for i in chosen}
-        last = int(chosen[-1])
-        keep[last] -= int(covered[count - 1] - size)  # the last drawn episode keeps only what fits
-        take = np.concatenate([np.arange(starts[i], starts[i] + keep[i]) for i in sorted(keep)])
-        timeouts = self.timeouts[take].copy()
-        if keep[last] < stops[last] - starts[last]:
-            position = int(np.flatnonzero(take == starts[last] + keep[last] - 1)[0])
-            timeouts[position] = 1.0
-        return Dataset(self.observations[take], self.actions[take], self.rewards[take],
-                       self.next_observations[take], self.terminals[take], timeouts, self.env_name, self.source)
+        return starts, stops, order, np.cumsum(stops[order] - starts[order])
+
+    def take(self, index: np.ndarray) -> Dataset:
+        """The rows at ``index`` (in that order), as a dataset of the same task."""
+        return Dataset(self.observations[index], self.actions[index], self.rewards[index],
+                       self.next_observations[index], self.terminals[index], self.timeouts[index].copy(),
+                       self.env_name, self.source)
 
 
 def _float2d(values: Any, name: str, source: str) -> np.ndarray:

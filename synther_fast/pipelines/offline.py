@@ -104,9 +104,7 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
             full = given if given is not None else _dataset_phase(config, run, progress)
             if given is not None and not run.done("dataset"):
                 run.mark_done("dataset", {"rows": len(given), "source": config.dataset})
-        # the paper's reduced datasets (Fig. 1a), or a scarce-data cut of whole episodes
-        keep_seed = stream_seed(config.seed, Stream.SUBSET)
-        dataset = full.cut(config.cut, keep_seed) if config.cut is not None else full.subset(config.subset, keep_seed)
+        dataset, unseen = kept_data(config, full)
         layout = dataset.layout(spec.has_terminal)
         real_rows = dataset.to_rows(layout)
         synthetic_rows = fidelity = guidance = None
@@ -119,7 +117,8 @@ def run_offline(config: OfflineConfig, run_dir: str | os.PathLike[str], *, resum
                 synthetic_rows = _generate_phase(config, run, model, progress, target)
             fidelity = marginal_fidelity(real_rows, synthetic_rows, layout)
         augmented = _augmentation_phase(config, real_rows, synthetic_rows, layout)
-        data = OfflineData(dataset, layout, real_rows, synthetic_rows, augmented)
+        data = OfflineData(dataset, layout, real_rows, synthetic_rows, augmented,
+                           full.take(unseen).to_rows(layout) if len(unseen) else None)
         arms: dict[str, Any] = {}
         for arm in config.arms:
             with torch_threads(config.threads, small_networks=True), run.phase(f"agent_{arm}"):
@@ -163,7 +162,8 @@ def _report_phase(run: Run, data: OfflineData, summary: OfflineSummary) -> None:
             model = run.artifact("diffusion_model")
             path = write_report(data.real_rows, data.synthetic_rows, data.layout, config.env, run.artifact("report"),
                                 learning_curves=learning_curves(summary),
-                                model_bytes=model.stat().st_size if model.is_file() else None)
+                                model_bytes=model.stat().st_size if model.is_file() else None,
+                                unseen_rows=data.unseen_rows)
         run.record("report", str(path))  # in state.json at once
     except Exception as exc:  # the run's results are already on disk
         warnings.warn(f"the data-quality report could not be written ({type(exc).__name__}: {exc}); "
@@ -258,6 +258,19 @@ def _generate_phase(config: OfflineConfig, run: Run, model, progress: bool, cond
     return rows
 
 
+def kept_data(config: OfflineConfig, full):
+    """The real data a run fits and trains on (the paper's reduced datasets, Fig. 1a, or a
+    scarce-data cut of whole episodes, drawn with the run's seed), and the index of the rows of
+    ``full`` it leaves out: real data the model never sees."""
+    seed = stream_seed(config.seed, Stream.SUBSET)
+    if config.cut is not None:
+        kept, dataset = full.cut_index(config.cut, seed), full.cut(config.cut, seed)
+    else:
+        kept = full.subset_index(config.subset, seed) if config.subset < 1 else np.arange(len(full))
+        dataset = full.subset(config.subset, seed)
+    return dataset, np.setdiff1d(np.arange(len(full)), kept)
+
+
 def needs_synthetic_rows(config: OfflineConfig) -> bool:
     """Whether the run fits and samples a diffusion model: for a synthetic or mixed arm, or for an
     augmentation arm whose strength is tuned to the synthetic rows' novelty."""
@@ -323,6 +336,8 @@ class OfflineData:
     synthetic_rows: np.ndarray | None
     augmented: dict[str, tuple[np.ndarray, dict[str, Any]]] = dataclasses.field(default_factory=dict)
     """augmentation arm -> (its rows, how they were made)"""
+    unseen_rows: np.ndarray | None = None
+    """real rows outside the cut or subset (never fitted on): the report's memorisation yardstick"""
 
 
 def _agent_phase(run: Run, arm: str, data: OfflineData, device, progress: bool):

@@ -35,9 +35,12 @@ def report_for_run(run_dir: str | Path, out_dir: str | Path | None = None, *, ma
     dataset_path = files.real_dataset(config.dataset)
     if not dataset_path.exists():
         raise FileNotFoundError(f"{dataset_path} does not exist: the run's real dataset is missing")
-    dataset = load_dataset(dataset_path)
+    from synther_fast.pipelines.offline import kept_data  # offline imports this module (its report phase)
+
+    full = load_dataset(dataset_path)
+    dataset, unseen = kept_data(config, full)  # what the run fitted on (its cut or subset), as the run's own report
     if config.env == NO_ENV:  # a dataset alone: as the pipeline decided
-        has_terminal = bool(dataset.terminals.any()) if config.has_terminal is None else config.has_terminal
+        has_terminal = bool(full.terminals.any()) if config.has_terminal is None else config.has_terminal
     else:
         has_terminal = env_spec(config.env, config.has_terminal).has_terminal
     layout = dataset.layout(has_terminal=has_terminal)
@@ -59,4 +62,5 @@ def report_for_run(run_dir: str | Path, out_dir: str | Path | None = None, *, ma
     return write_report(dataset.to_rows(layout), synthetic, layout, config.env,
                         files["report"] if out_dir is None else out_dir,
                         max_rows=max_rows, seed=seed, learning_curves=curves, notes=notes,
-                        model_bytes=model.stat().st_size if model.is_file() else None)
+                        model_bytes=model.stat().st_size if model.is_file() else None,
+                        unseen_rows=full.take(unseen).to_rows(layout) if len(unseen) else None)

@@ -93,3 +93,20 @@ def test_a_scarce_data_cut_is_what_the_run_fits_and_trains_on(tmp_path):
         config(cut=0)
     with pytest.raises(ValueError, match="a cut of 5000 transitions from a dataset of 2000"):
         synther_fast.train(config(env="Hopper-v5", arms=("real",), cut=5000), run_dir=tmp_path / "big", progress=False)
+
+
+def test_memorisation_of_a_cut_run_is_measured_against_rows_the_model_never_saw(tmp_path):
+    from synther_fast.pipelines.offline import kept_data
+    from synther_fast.pipelines.report import report_for_run
+
+    cfg = config(env="Hopper-v5", arms=("real", "synthetic"), cut=500, report=True)
+    synther_fast.train(cfg, run_dir=tmp_path / "run", progress=False)
+    numbers = json.loads((tmp_path / "run" / "report" / "report.json").read_text())
+    assert numbers["rows"]["real"] == 500  # the cut, not the 2,000 collected rows
+    assert numbers["memorisation"]["held_out"] == "real rows outside the fitted ones"
+    assert numbers["compression"]["model_bytes"] == (tmp_path / "run" / "synther.pt").stat().st_size
+    again = json.loads((report_for_run(tmp_path / "run", tmp_path / "again").parent / "report.json").read_text())
+    assert again["rows"]["real"] == 500 and again["memorisation"]["held_out"] == numbers["memorisation"]["held_out"]
+    full = synther_fast.data.load_dataset(tmp_path / "run" / "dataset.npz")
+    kept, unseen = kept_data(cfg, full)
+    assert len(kept) == 500 and len(unseen) == 1500 and len(kept_data(config(), full)[1]) == 0
