@@ -21,7 +21,7 @@ _LAZY = {
     "SynthER": "synther_fast.diffusion",
     "ModelFileError": "synther_fast.diffusion",
     "train": "synther_fast.api",
-    "upsample": "synther_fast.integrations.upsample",
+    "upsample": "synther_fast.integrations.upsampling",
     "sweep": "synther_fast.pipelines.sweeps",
     "SweepSpec": "synther_fast.pipelines.sweeps",
     "OfflineConfig": "synther_fast.config",

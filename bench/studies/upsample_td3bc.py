@@ -5,9 +5,9 @@ The loop is what a CORL user writes around a ``d4rl.qlearning_dataset`` dict: st
 with the **real** data's mean and std (CORL's ``normalize`` option, as the published SynthER passes
 synthetic data to CORL), uniform batches of 256, TD3+BC with CORL's defaults (the package's TD3BC),
 then deterministic evaluation episodes. Per seed, ``upsample(dataset, --rows, preset="quick",
-env=task, seed=seed)`` fits its own model (the fit preset 'quick': width 256, depth 4, 4k steps,
-32 sampler steps) and the arms ``real`` and ``synthetic`` (synthetic rows only) train
-``--updates`` updates each.
+env=task, seed=seed)`` fits its own model (the offline quick preset's diffusion settings: width 256,
+depth 4, 12k steps, 32 sampler steps) and the arms ``real`` and ``synthetic`` (synthetic rows
+only) train ``--updates`` updates each.
 
 Resumable: the upsampled rows of each seed are kept in ``--work`` and each (seed, arm)'s return is
 written to ``--out`` as soon as it exists; a rerun skips what is there.
@@ -30,7 +30,7 @@ import torch
 import synther_fast
 from synther_fast.agents.td3_bc import TD3BC
 from synther_fast.common.io import write_json
-from synther_fast.config import TD3BCConfig
+from synther_fast.config import TD3BCConfig, resolve
 from synther_fast.data import load_dataset
 from synther_fast.envs.scores import normalized_score
 from synther_fast.pipelines.evaluation import evaluate
@@ -89,9 +89,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    fit = resolve("offline", args.preset).synther
     results.setdefault("settings", {"dataset": str(args.dataset), "task": args.task, "rows": args.rows,
-                                    "preset": args.preset, "updates": args.updates,
-                                    "eval_episodes": args.eval_episodes})
+                                    "preset": args.preset, "fit_steps": fit.trainer.steps,
+                                    "width": fit.denoiser.width, "sampler_steps": fit.edm.num_steps,
+                                    "updates": args.updates, "eval_episodes": args.eval_episodes})
     real = qlearning_dict(args.dataset)
     for seed in args.seeds:
         for arm in ("real", "synthetic"):

@@ -9,6 +9,6 @@
 The adapters import their library; nothing else in the package imports them.
 """
 
-from synther_fast.integrations.upsample import upsample
+from synther_fast.integrations.upsampling import upsample
 
 __all__ = ["upsample"]

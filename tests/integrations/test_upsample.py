@@ -66,6 +66,8 @@ def test_bad_input_names_the_key_and_the_rows(tmp_path):
         synther_fast.upsample(data | {"next_observations": bad}, 10, preset="tiny")
     with pytest.raises(ValueError, match="n must be a positive number of rows"):
         synther_fast.upsample(data, 0, preset="tiny")
+    with pytest.raises(ValueError, match="unknown offline preset 'paper_online'"):
+        synther_fast.upsample(data, 10, preset="paper_online")
     with pytest.raises(TypeError, match="dict of arrays"):
         synther_fast.upsample([1, 2], 10)
     with pytest.raises(FileNotFoundError, match="does not exist"):

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from synther_fast.common.rng import fit_seed
-from synther_fast.config import SynthERConfig
+from synther_fast.config import SynthERConfig, resolve
 from synther_fast.data.dataset import Dataset, DatasetError, load_dataset
 from synther_fast.diffusion import SynthER
 from synther_fast.integrations.core import split_rows, synther_config
@@ -47,8 +47,10 @@ def upsample(data: Any, n: int, *, preset: str = "quick", env: str | None = None
 
     ``data``: a dict with ``observations, actions, rewards, next_observations, terminals`` (and
     optionally ``timeouts``, as ``d4rl.qlearning_dataset`` returns; terminals must exclude
-    time-outs) or a path to an npz, D4RL-layout HDF5 file or Minari dataset folder. ``preset``: a fit
-    preset ('tiny', 'quick', 'paper_offline', 'paper_online') unless ``config`` is given. ``env``:
+    time-outs) or a path to an npz, D4RL-layout HDF5 file or Minari dataset folder. ``preset``: the
+    diffusion settings of an offline preset, unless ``config`` (a SynthERConfig) is given: 'tiny'
+    (seconds, learns nothing), 'quick' (width 256, 12k steps: minutes on a CPU), 'paper' (the
+    published width 2048, 100k steps: GPU work). ``env``:
     the task's name, which picks its termination rule for the generated terminals (Hopper-v5,
     Walker2d-v5; else a classifier); a loaded file's own env name is used when ``env`` is None.
     ``sampler``/``num_steps``: another sampler than the config's (see SynthER.generate).
@@ -60,7 +62,9 @@ def upsample(data: Any, n: int, *, preset: str = "quick", env: str | None = None
         raise ValueError(f"n must be a positive number of rows, got {n!r}")
     dataset = as_dataset(data)
     task = env if env is not None else dataset.env_name
-    fit_config = synther_config(config if config is not None else preset, task=task)
+    if config is None:  # the offline preset's diffusion settings, as `synther-fast offline --preset`
+        config = resolve("offline", preset).synther
+    fit_config = synther_config(config, task=task)
     fit_config = fit_config.replace(seed=fit_seed(seed, fit_config.seed))
     model = SynthER(dataset.layout(), fit_config, device=device)
     model.fit(dataset.to_rows(), progress=progress)
