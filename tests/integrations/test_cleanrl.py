@@ -126,3 +126,15 @@ def test_the_cleanrl_style_example_runs(monkeypatch, capsys):
     runpy.run_path(str(REPO / "examples" / "cleanrl_sac_synther.py"), run_name="__main__")
     out = capsys.readouterr().out
     assert "Hopper-v5: return" in out and "(2 refits," in out
+
+
+def test_background_refits_land_at_a_later_add_and_state_dict_waits_for_them():
+    rb = buffer(refit_every=40, num_samples=60, background=True)
+    assert rb.refits.background  # a CPU device: fits run in a thread
+    rng = np.random.default_rng(6)
+    for _ in range(40):
+        rb.add(*step(rng), [{}])
+    assert rb.refits.pending or rb.mix.refills == 1  # started at add 40, collected at a later add
+    state = rb.state_dict()  # waits for it: nothing of a running refit is lost
+    assert not rb.refits.pending and rb.mix.refills == 1 and state["mix"]["refills"] == 1
+    assert len(rb.mix.rows) == 60 and rb.history[0]["refit"] == 0
