@@ -147,6 +147,9 @@ class OfflineConfig(Serialisable, Checked):
             _positive(self, "cut")
             if self.subset != 1.0:
                 raise ValueError(f"OfflineConfig: set cut ({self.cut} transitions) or subset ({self.subset}), not both")
+            if self.dataset is None and self.cut > self.collect_steps:  # refused before collecting
+                raise ValueError(f"OfflineConfig.cut ({self.cut}) exceeds the {self.collect_steps} transitions "
+                                 f"collect_steps collects")
         for name in ("agent_width", "agent_depth"):
             if getattr(self, name) is not None:
                 _positive(self, name)

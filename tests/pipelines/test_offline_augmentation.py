@@ -91,8 +91,13 @@ def test_a_scarce_data_cut_is_what_the_run_fits_and_trains_on(tmp_path):
         config(cut=250, subset=0.5)
     with pytest.raises(ValueError, match="cut"):
         config(cut=0)
+    with pytest.raises(ValueError, match=r"cut \(5000\) exceeds the 2000 transitions collect_steps collects"):
+        config(env="Hopper-v5", arms=("real",), cut=5000)  # before any collection
+    given = tmp_path / "given.npz"
+    synther_fast.data.save_dataset(synther_fast.data.load_dataset(tmp_path / "run" / "dataset.npz"), given)
     with pytest.raises(ValueError, match="a cut of 5000 transitions from a dataset of 2000"):
-        synther_fast.train(config(env="Hopper-v5", arms=("real",), cut=5000), run_dir=tmp_path / "big", progress=False)
+        synther_fast.train(config(env="Hopper-v5", arms=("real",), cut=5000, dataset=str(given)),
+                           run_dir=tmp_path / "big", progress=False)
 
 
 def test_memorisation_of_a_cut_run_is_measured_against_rows_the_model_never_saw(tmp_path):
