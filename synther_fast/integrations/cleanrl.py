@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from synther_fast.config import SynthERConfig
-from synther_fast.integrations.core import Refits, SyntheticMix, box_dims, raw_rows, split_rows, synther_config
+from synther_fast.integrations.core import Refits, SyntheticMix, box_dims, ring_rows, split_rows, synther_config
 from synther_fast.replay import TransitionLayout
 
 
@@ -99,11 +99,7 @@ class SynthERBuffer:
 
     def real_rows(self) -> np.ndarray:
         """Every stored transition as a raw row, ``terminal = done and not time-limit truncation``."""
-        upper = self.buffer_size if self.full else self.pos
-        done = self.dones[:upper] * (1 - self.timeouts[:upper])
-        flat = lambda a: a[:upper].reshape(upper * self.n_envs, *a.shape[2:])
-        return raw_rows(flat(self.observations), flat(self.actions), flat(self.rewards), flat(self.next_observations),
-                        done.reshape(-1), source="SynthERBuffer")
+        return ring_rows(self, "SynthERBuffer")
 
     def sample(self, batch_size: int) -> Samples:
         """``batch_size`` rows: ``int(ratio * B)`` synthetic once refilled, the rest real."""

@@ -68,6 +68,20 @@ def raw_rows(observations: Any, actions: Any, rewards: Any, next_observations: A
     return dataset.to_rows()
 
 
+def ring_rows(buffer: Any, source: str) -> np.ndarray:
+    """Every transition stored in an SB3-layout ring buffer (arrays shaped (buffer_size, n_envs,
+    ...) with ``pos``/``full``, as SB3's ReplayBuffer and CleanRL's vendored copy) as raw rows.
+    ``timeouts`` is all 0 when the buffer does not record truncations."""
+    upper = buffer.buffer_size if buffer.full else buffer.pos
+
+    def flat(a: np.ndarray) -> np.ndarray:
+        return a[:upper].reshape(upper * buffer.n_envs, *a.shape[2:])
+
+    terminal = buffer.dones[:upper] * (1 - buffer.timeouts[:upper])  # a time-limit truncation is not an end
+    return raw_rows(flat(buffer.observations), flat(buffer.actions), flat(buffer.rewards),
+                    flat(buffer.next_observations), terminal.reshape(-1), source=source)
+
+
 def synther_config(config: SynthERConfig | str, *, task: str | None = None,
                    action_bounds: tuple[Any, Any] | None = None) -> SynthERConfig:
     """A SynthERConfig, or a fit preset's name ('tiny', 'quick', 'paper_online', 'paper_offline'),

@@ -40,7 +40,7 @@ from synther_fast.integrations.core import (
     SyntheticMix,
     box_dims,
     due_refit,
-    raw_rows,
+    ring_rows,
     split_rows,
     synther_config,
 )
@@ -69,11 +69,7 @@ class SynthERReplayBuffer(ReplayBuffer):
 
     def real_rows(self) -> np.ndarray:
         """Every stored transition as a raw row, ``terminal = done and not time-limit truncation``."""
-        upper = self.buffer_size if self.full else self.pos
-        done = self.dones[:upper] * (1 - self.timeouts[:upper]) if self.handle_timeout_termination else self.dones[:upper]
-        flat = lambda a: a[:upper].reshape(upper * self.n_envs, *a.shape[2:])
-        return raw_rows(flat(self.observations), flat(self.actions), flat(self.rewards), flat(self.next_observations),
-                        done.reshape(-1), source="SB3 replay buffer")
+        return ring_rows(self, "SB3 replay buffer")
 
     def sample(self, batch_size: int, env: Any = None) -> ReplayBufferSamples:
         n_synthetic = self.mix.n_synthetic(batch_size)
